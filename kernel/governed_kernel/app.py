@@ -13,14 +13,14 @@ from governed_kernel._version import __version__
 from governed_kernel.kernel import GovernedKernel
 
 
-class GovernedKernelApp(IPKernelApp):  # type: ignore[misc]
+class GovernedKernelApp(IPKernelApp):
     """Launches the governed kernel; accepts every ipykernel option (``-f CONNECTION_FILE``…)."""
 
     name = "governed-kernel"
     version = __version__
     description = "The governed IPython kernel (policy gate, output masking, audit)."
 
-    kernel_class = Type(
+    kernel_class = Type(  # type: ignore[assignment]
         GovernedKernel,
         klass="ipykernel.kernelbase.Kernel",
         help="The kernel class; must be GovernedKernel or a subclass of it.",

@@ -13,12 +13,12 @@ from ipykernel.ipkernel import IPythonKernel
 from governed_kernel._version import __version__
 
 
-class GovernedKernel(IPythonKernel):  # type: ignore[misc]
+class GovernedKernel(IPythonKernel):
     """An :class:`IPythonKernel` that reports itself as the governed kernel."""
 
     implementation = "governed_kernel"
     implementation_version = __version__
-    banner = f"Python 3 (governed) — governed_kernel {__version__}: cells are policy-checked, outputs masked, runs audited."
+    banner = f"Python 3 (governed) — governed_kernel {__version__}"
 
     @property
     def kernel_info(self) -> dict[str, Any]:

@@ -14,6 +14,7 @@ export interface IHealth {
   policy_exists: boolean;
   store: string;
   user: string;
+  user_display_name: string;
 }
 
 /** An error with a message written for the person looking at the panel. */

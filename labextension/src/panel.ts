@@ -12,7 +12,7 @@ const HEALTH_FIELDS: ReadonlyArray<[keyof IHealth, string]> = [
   ['kernel_name', 'Kernel'],
   ['policy_path', 'Policy'],
   ['store', 'Store'],
-  ['user', 'Signed in as']
+  ['user_display_name', 'Signed in as']
 ];
 
 export class GovernancePanel extends Widget {

@@ -16,7 +16,7 @@ from governed_server.handlers import default_handlers
 from governed_server.paths import default_db_url
 
 
-class GovernedServerApp(ExtensionApp):  # type: ignore[misc]
+class GovernedServerApp(ExtensionApp):
     """Serves the governance API under ``/governance/api/`` inside jupyter_server."""
 
     name = EXTENSION_NAME
@@ -53,14 +53,17 @@ class GovernedServerApp(ExtensionApp):  # type: ignore[misc]
 
     def initialize_settings(self) -> None:
         self.settings["governed_server"] = self
-        if self.set_default_kernel and not self._default_kernel_configured():
-            self.serverapp.kernel_manager.default_kernel_name = KERNEL_NAME
+        serverapp = self.serverapp
+        assert serverapp is not None, "initialize_settings runs after the extension is linked to a server"
+        if self.set_default_kernel and not self._default_kernel_configured(serverapp.config):
+            serverapp.kernel_manager.default_kernel_name = KERNEL_NAME
         self.log.info("governed_server %s: policy %s", __version__, self.policy_path)
 
-    def _default_kernel_configured(self) -> bool:
-        config: Any = self.serverapp.config
-        return "default_kernel_name" in config.get("MappingKernelManager", {}) or (
-            "default_kernel_name" in config.get("MultiKernelManager", {})
+    @staticmethod
+    def _default_kernel_configured(config: Any) -> bool:
+        return any(
+            "default_kernel_name" in config.get(section, {})
+            for section in ("MappingKernelManager", "MultiKernelManager", "AsyncMappingKernelManager")
         )
 
     def initialize_handlers(self) -> None:

@@ -14,8 +14,8 @@ AUTH_RESOURCE = "governance"
 """The resource name that jupyter_server authorizers see for every governance endpoint."""
 
 
-class GovernanceHandler(ExtensionHandlerMixin, APIHandler):  # type: ignore[misc]
-    """Every governance endpoint derives from this; methods carry ``@web.authenticated`` and ``@authorized``."""
+class GovernanceHandler(ExtensionHandlerMixin, APIHandler):
+    """Base of every governance endpoint; each method carries ``@web.authenticated`` and ``@authorized``."""
 
     auth_resource = AUTH_RESOURCE
 

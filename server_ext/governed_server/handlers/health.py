@@ -28,6 +28,7 @@ class HealthHandler(GovernanceHandler):
                     "policy_exists": app.policy_file.is_file(),
                     "store": redact_db_url(app.db_url),
                     "user": self.username(),
+                    "user_display_name": getattr(self.current_user, "display_name", self.username()),
                 }
             )
         )

@@ -1,0 +1,130 @@
+"""`pip install .` (not editable) into a brand-new virtualenv gives a complete, enabled install."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import venv
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from governed_kernel import KERNEL_NAME, __version__
+
+pytestmark = [pytest.mark.install, pytest.mark.timeout(900)]
+
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def plain(result: subprocess.CompletedProcess[str]) -> str:
+    """Both output streams without colour codes (Jupyter's listings print to stderr, in colour)."""
+    return ANSI_ESCAPE.sub("", result.stdout + result.stderr)
+
+
+class FreshEnv:
+    def __init__(self, root: Path, home: Path) -> None:
+        self.root = root
+        self.bin = root / "bin"
+        # An empty HOME and Jupyter dirs: only what the package installed into the venv counts.
+        self.env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("JUPYTER", "PYTHON", "VIRTUAL_ENV", "GOVERNED"))
+        }
+        self.env.update(
+            HOME=str(home),
+            JUPYTER_CONFIG_DIR=str(home / ".jupyter"),
+            JUPYTER_DATA_DIR=str(home / "data"),
+            PATH=f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}",
+        )
+
+    def run(self, *args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(a) for a in args], env=self.env, capture_output=True, text=True, timeout=600, cwd=self.root
+        )
+        if check and result.returncode != 0:
+            pytest.fail(
+                f"{' '.join(map(str, args))} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+
+@pytest.fixture(scope="module")
+def fresh_env(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> Iterator[FreshEnv]:
+    base = tmp_path_factory.mktemp("fresh")
+    venv.create(base / "venv", with_pip=True, clear=True)
+    env = FreshEnv(base / "venv", base / "home")
+    env.run(env.bin / "python", "-m", "pip", "install", "--quiet", str(repo_root))
+    yield env
+
+
+def test_one_distribution_ships_both_packages_policies_and_labextension(fresh_env: FreshEnv) -> None:
+    files = fresh_env.run(fresh_env.bin / "python", "-m", "pip", "show", "--files", "governed-kernel").stdout
+    assert f"Version: {__version__}" in files
+    for expected in (
+        "governed_kernel/__init__.py",
+        "governed_server/__init__.py",
+        "governed_kernel/policies/pci-dss.yaml",
+        "share/jupyter/kernels/governed-python/kernel.json",
+        "share/jupyter/kernels/governed-python/logo-64x64.png",
+        "etc/jupyter/jupyter_server_config.d/governed_server.json",
+        "share/jupyter/labextensions/@governed-kernel/labextension/package.json",
+        "share/jupyter/labextensions/@governed-kernel/labextension/install.json",
+    ):
+        assert expected in files, expected
+    assert "share/jupyter/labextensions/@governed-kernel/labextension/static/remoteEntry." in files
+
+
+def test_kernelspec_is_listed(fresh_env: FreshEnv) -> None:
+    specs = json.loads(fresh_env.run("jupyter", "kernelspec", "list", "--json").stdout)["kernelspecs"]
+    assert KERNEL_NAME in specs
+    spec = specs[KERNEL_NAME]
+    assert Path(spec["resource_dir"]).is_relative_to(fresh_env.root)
+    assert spec["spec"]["display_name"] == "Python 3 (governed)"
+    assert spec["spec"]["interrupt_mode"] == "message"
+
+
+def test_server_extension_is_enabled_and_loads(fresh_env: FreshEnv) -> None:
+    listing = plain(fresh_env.run("jupyter", "server", "extension", "list"))
+    assert "governed_server enabled" in listing, listing
+    assert f"governed_server {__version__} OK" in listing, listing
+
+
+def test_labextension_is_enabled(fresh_env: FreshEnv) -> None:
+    listing = plain(fresh_env.run("jupyter", "labextension", "list"))
+    line = next((ln for ln in listing.splitlines() if "@governed-kernel/labextension" in ln), "")
+    assert f"v{__version__}" in line and "enabled" in line and "OK" in line, listing
+
+
+def test_cli_help_version_and_unknown_command(fresh_env: FreshEnv) -> None:
+    help_text = fresh_env.run("jupyter", "governance", "--help").stdout
+    assert "usage: jupyter governance" in help_text
+    version = fresh_env.run("jupyter", "governance", "--version").stdout.strip()
+    assert version == f"jupyter governance {__version__}"
+    unknown = fresh_env.run("jupyter", "governance", "frobnicate", check=False)
+    assert unknown.returncode == 2
+    assert "invalid choice: 'frobnicate'" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+
+
+def test_installed_kernel_runs_a_cell(fresh_env: FreshEnv) -> None:
+    code = (
+        "from jupyter_client.manager import start_new_kernel\n"
+        "km, kc = start_new_kernel(kernel_name='governed-python', startup_timeout=60)\n"
+        "info = kc.kernel_info(reply=True, timeout=30)['content']\n"
+        "reply = kc.execute('import sys; print(sys.prefix)', reply=True, timeout=30)['content']\n"
+        "out = ''\n"
+        "while True:\n"
+        "    msg = kc.get_iopub_msg(timeout=30)\n"
+        "    if msg['msg_type'] == 'stream': out += msg['content']['text']\n"
+        "    if msg['msg_type'] == 'status' and msg['content']['execution_state'] == 'idle'"
+        " and msg['parent_header'].get('msg_type') == 'execute_request': break\n"
+        "print(info['implementation'], reply['status'], out.strip())\n"
+        "kc.stop_channels(); km.shutdown_kernel(now=True)\n"
+    )
+    out = fresh_env.run(fresh_env.bin / "python", "-c", code).stdout.split()
+    assert out == ["governed_kernel", "ok", str(fresh_env.root)], out

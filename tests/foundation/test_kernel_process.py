@@ -1,0 +1,127 @@
+"""A real governed kernel, started by jupyter_client from the installed kernelspec."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jupyter_client.blocking.client import BlockingKernelClient
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import KernelManager
+
+from governed_kernel import KERNEL_NAME, __version__
+
+TIMEOUT = 60
+
+
+@pytest.fixture(scope="module")
+def kernel() -> Iterator[tuple[KernelManager, BlockingKernelClient]]:
+    manager = KernelManager(kernel_name=KERNEL_NAME)
+    manager.start_kernel()
+    client = manager.client()
+    client.start_channels()
+    client.wait_for_ready(timeout=TIMEOUT)
+    yield manager, client
+    client.stop_channels()
+    manager.shutdown_kernel(now=True)
+
+
+def execute(client: BlockingKernelClient, code: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run code; return the execute_reply content and the iopub messages of that request."""
+    msg_id = client.execute(code)
+    reply = client.get_shell_msg(timeout=TIMEOUT)
+    assert reply["parent_header"]["msg_id"] == msg_id
+    outputs: list[dict[str, Any]] = []
+    while True:
+        msg = client.get_iopub_msg(timeout=TIMEOUT)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            break
+        outputs.append(msg)
+    return reply["content"], outputs
+
+
+def test_kernelspec_is_installed_with_its_contract() -> None:
+    spec = KernelSpecManager().get_kernel_spec(KERNEL_NAME)
+    assert spec.display_name == "Python 3 (governed)"
+    assert spec.language == "python"
+    assert spec.argv[1:3] == ["-m", "governed_kernel"]
+    assert spec.interrupt_mode == "message"
+    resources = set(Path(spec.resource_dir).iterdir())
+    assert {p.name for p in resources} >= {"kernel.json", "logo-32x32.png", "logo-64x64.png", "logo-svg.svg"}
+
+
+def test_kernel_info_reports_the_governed_implementation(kernel: Any) -> None:
+    _, client = kernel
+    reply = client.kernel_info(reply=True, timeout=TIMEOUT)["content"]
+    assert reply["status"] == "ok"
+    assert reply["implementation"] == "governed_kernel"
+    assert reply["implementation_version"] == __version__
+    assert reply["language_info"]["name"] == "python"
+    assert "governed" in reply["banner"]
+
+
+def test_cells_run_and_keep_state(kernel: Any) -> None:
+    _, client = kernel
+    reply, _ = execute(client, "x = 20\ny = x + 22")
+    assert reply["status"] == "ok"
+    reply, outputs = execute(client, "print('hello'); y")
+    assert reply["status"] == "ok"
+    streams = [m["content"]["text"] for m in outputs if m["msg_type"] == "stream"]
+    results = [m["content"]["data"]["text/plain"] for m in outputs if m["msg_type"] == "execute_result"]
+    assert streams == ["hello\n"]
+    assert results == ["42"]
+
+
+def test_errors_reply_with_status_error(kernel: Any) -> None:
+    _, client = kernel
+    reply, outputs = execute(client, "1 / 0")
+    assert reply["status"] == "error"
+    assert reply["ename"] == "ZeroDivisionError"
+    assert any(m["msg_type"] == "error" for m in outputs)
+
+
+def test_interrupt_by_message_stops_the_cell_and_keeps_the_kernel(kernel: Any) -> None:
+    manager, client = kernel
+    msg_id = client.execute("import time\nfor _ in range(600): time.sleep(0.1)")
+    deadline = time.monotonic() + TIMEOUT
+    while True:  # wait until the cell is really running
+        msg = client.get_iopub_msg(timeout=TIMEOUT)
+        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "execute_input":
+            break
+        assert time.monotonic() < deadline
+    time.sleep(0.3)
+    manager.interrupt_kernel()
+    reply = client.get_shell_msg(timeout=TIMEOUT)
+    assert reply["content"]["status"] == "error"
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
+    assert manager.is_alive()
+    after, _ = execute(client, "y")
+    assert after["status"] == "ok"
+
+
+def test_module_entry_point_accepts_a_connection_file(tmp_path: Path) -> None:
+    """`python -m governed_kernel -f FILE` is what the kernelspec runs; start it by hand too."""
+    from jupyter_client.connect import write_connection_file
+
+    connection_file, _ = write_connection_file(str(tmp_path / "kernel.json"), ip="127.0.0.1")
+    process = subprocess.Popen([sys.executable, "-m", "governed_kernel", "-f", connection_file])
+    client = BlockingKernelClient(connection_file=connection_file)
+    client.load_connection_file()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=TIMEOUT)
+        reply = client.kernel_info(reply=True, timeout=TIMEOUT)["content"]
+        assert reply["implementation"] == "governed_kernel"
+        client.shutdown()
+        assert process.wait(timeout=TIMEOUT) == 0
+    finally:
+        client.stop_channels()
+        if process.poll() is None:
+            process.kill()

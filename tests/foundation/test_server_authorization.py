@@ -1,0 +1,41 @@
+"""Every governance endpoint goes through jupyter_server's authorizer, not only authentication."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from jupyter_server.auth.authorizer import Authorizer
+from tornado.httpclient import HTTPClientError
+
+from governed_server.handlers import default_handlers
+from governed_server.handlers.base import AUTH_RESOURCE
+
+
+class DenyGovernance(Authorizer):
+    """Allows everything except the governance resource."""
+
+    def is_authorized(self, handler: Any, user: Any, action: str, resource: str) -> bool:
+        return bool(resource != AUTH_RESOURCE)
+
+
+@pytest.fixture
+def jp_server_config() -> dict[str, Any]:
+    return {
+        "ServerApp": {
+            "jpserver_extensions": {"governed_server": True},
+            "authorizer_class": DenyGovernance,
+        }
+    }
+
+
+async def test_an_authenticated_user_without_the_governance_permission_gets_403(jp_fetch: Any) -> None:
+    routes = [pattern.removesuffix("/?").lstrip("/") for pattern, _ in default_handlers()]
+    assert routes, "the API has no routes"
+    for route in routes:
+        with pytest.raises(HTTPClientError) as raised:
+            await jp_fetch(*route.split("/"))
+        assert raised.value.code == 403, route
+    # The rest of the server still answers: the denial is specific to the governance resource.
+    response = await jp_fetch("api", "status")
+    assert response.code == 200
