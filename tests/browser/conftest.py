@@ -133,8 +133,10 @@ def start_lab(tmp_path: Path) -> Iterator[Callable[..., LabServer]]:
         manager.__exit__(None, None, None)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """One Chromium per test module: Playwright's sync API holds an event loop while it runs, which
+    must be gone before pytest-jupyter's tests set up their own."""
     if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium not found at {CHROMIUM}: install Debian's 'chromium' package (see .ci/run).")
     from playwright.sync_api import sync_playwright
