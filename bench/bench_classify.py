@@ -1,0 +1,141 @@
+"""Classification time per cell, p50 and p99, on realistic notebook cells of 1 to 300 lines.
+
+Run: ``python bench/bench_classify.py`` (``--cells N``, ``--policy FILE``, ``--json``). Target: p99 < 2 ms.
+
+The corpus is generated deterministically: mostly short analysis cells (pandas, numpy, plotting,
+SQL reads), a long tail of long cells up to 300 lines, and a share of risky cells (shell, processes,
+cardholder SQL, network, dynamic code). Each cell is unique and timed with the cache bypassed, so
+the figures are for a first run of a cell; re-runs of the same cell hit the classifier's cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "kernel"))
+
+from governed_kernel.policy import Classifier, load_policy
+from governed_kernel.resources import default_policy_path
+
+SAFE_LINES = [
+    "df = pd.read_csv('data/transactions_{i}.csv', parse_dates=['ts'])",
+    "df['amount_eur'] = df['amount'] * rates.loc[df['currency'], 'rate'].to_numpy()",
+    "summary_{i} = df.groupby(['merchant', 'country'])['amount'].agg(['sum', 'mean', 'count'])",
+    "fig, ax = plt.subplots(figsize=(10, 4))",
+    "ax.plot(daily.index, daily['amount'].rolling(7).mean(), label='7-day mean')",
+    "mask = (df['amount'] > threshold) & (df['status'] != 'refunded')",
+    "x{i} = np.log1p(df.loc[mask, 'amount'].clip(lower=0))",
+    "print(f'{{len(df):,}} rows, {{df.merchant.nunique()}} merchants')",
+    "result = [row.amount for row in df.itertuples() if row.amount % 2 == 0]",
+    "path = os.path.join(base_dir, 'out', f'report_{i}.csv')",
+    "summary_{i}.to_csv(path)",
+    "for col in ['amount', 'fee', 'net']:\n    df[col] = df[col].fillna(0).astype(float)",
+    "def normalise_{i}(frame):\n    return (frame - frame.mean()) / frame.std()",
+    "scores = cross_val_score(model, X_train, y_train, cv=5)",
+    "# compute the fraud rate per merchant category code",
+    "rates = df.pivot_table(index='mcc', columns='month', values='is_fraud', aggfunc='mean')",
+    "orders = pd.read_sql('SELECT id, merchant, total FROM orders WHERE day = ?', con, params=[day])",
+    "stats = pd.read_sql(f'SELECT region, count(*) FROM stores WHERE year = {{year}} GROUP BY 1', con)",
+    "cur.execute('INSERT INTO report_runs (name) VALUES (?)', ('daily',))",
+]
+RISKY_LINES = [
+    "!ls -la data/",
+    "files = !find . -name '*.csv'",
+    "subprocess.run(['gzip', path], check=True)",
+    "cards = pd.read_sql('SELECT pan, expiry FROM customers WHERE id = ?', con, params=[cid])",
+    "cur.execute('DELETE FROM card_vault WHERE created < ?', (cutoff,))",
+    "requests.post(webhook_url, json=summary.to_dict())",
+    "exec(compile(source, 'generated', 'exec'))",
+    "getattr(os, name)('id')",
+    "df.to_parquet('s3://analytics-bucket/export.parquet')",
+    "get_ipython().kernel.session.key = b''",
+]
+HEADERS = ["import pandas as pd", "import numpy as np", "import matplotlib.pyplot as plt", "import os",
+           "import subprocess", "import requests", "from sklearn.model_selection import cross_val_score"]
+
+
+def make_cell(rng: random.Random, index: int) -> str:
+    roll = rng.random()
+    if roll < 0.60:
+        size = rng.randint(1, 12)
+    elif roll < 0.90:
+        size = rng.randint(13, 60)
+    elif roll < 0.97:
+        size = rng.randint(61, 150)
+    else:
+        size = rng.randint(151, 300)
+    lines = rng.sample(HEADERS, k=min(len(HEADERS), rng.randint(0, 3))) if rng.random() < 0.3 else []
+    risky = rng.random() < 0.25
+    while len(lines) < size:
+        lines.extend(rng.choice(SAFE_LINES).format(i=index * 1000 + len(lines)).split("\n"))
+    if risky:
+        lines.insert(rng.randrange(len(lines) + 1), rng.choice(RISKY_LINES))
+    return "\n".join(lines) + f"\n# cell {index}\n"
+
+
+BUCKETS = (("1-12", 12), ("13-60", 60), ("61-150", 150), ("151-300", 10_000))
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cells", type=int, default=2000, help="number of cells (default 2000)")
+    parser.add_argument("--policy", default=str(default_policy_path()), help="policy file")
+    parser.add_argument("--seed", type=int, default=4)
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args()
+    classifier = Classifier(load_policy(args.policy))
+    rng = random.Random(args.seed)
+    cells = [make_cell(rng, i) for i in range(args.cells)]
+    for cell in cells[:50]:  # warm up imports (IPython transformer, sqlglot) outside the timing
+        classifier.classify_uncached(cell)
+    times: list[float] = []
+    by_size: dict[str, list[float]] = {"1-12": [], "13-60": [], "61-150": [], "151-300": []}
+    actions: dict[str, int] = {}
+    for cell in cells:
+        start = time.perf_counter()
+        decision = classifier.classify_uncached(cell)
+        elapsed = (time.perf_counter() - start) * 1e3
+        times.append(elapsed)
+        lines = cell.count("\n")
+        bucket = next(name for name, top in BUCKETS if lines <= top + 1)
+        by_size[bucket].append(elapsed)
+        actions[decision.action] = actions.get(decision.action, 0) + 1
+    by_lines = {name: {"n": len(v), "p50_ms": round(percentile(v, 0.5), 3),
+                       "p99_ms": round(percentile(v, 0.99), 3)} for name, v in by_size.items() if v}
+    result: dict[str, Any] = {
+        "cells": len(cells),
+        "p50_ms": round(percentile(times, 0.50), 3),
+        "p99_ms": round(percentile(times, 0.99), 3),
+        "mean_ms": round(statistics.fmean(times), 3),
+        "max_ms": round(max(times), 3),
+        "target_p99_ms": 2.0,
+        "decisions": actions,
+        "by_lines": by_lines,
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"classified {result['cells']} cells (1-300 lines): p50 {result['p50_ms']} ms, "
+              f"p99 {result['p99_ms']} ms (target < 2 ms), mean {result['mean_ms']} ms, "
+              f"max {result['max_ms']} ms")
+        print(f"decisions: {actions}")
+        for bucket, figures in by_lines.items():
+            print(f"  {bucket:>7} lines: n={figures['n']:<5} p50 {figures['p50_ms']} ms  "
+                  f"p99 {figures['p99_ms']} ms")
+    return 0 if result["p99_ms"] < 2.0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Mask JSON-like data (dicts, lists, strings, numbers) recursively: keys and values.
+
+Keys name columns too: a value under a CVV/PIN/track-named key is masked entirely, under a
+PAN-named key its digits are masked even when the Luhn check fails. A number that is a PAN
+becomes a masked string (a number cannot hold ``*``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from governed_kernel.masking.report import MaskReport
+from governed_kernel.masking.text import Masker, MaskingError, default_masker
+
+MAX_DEPTH = 200
+
+
+def mask_json(
+    data: Any, masker: Masker | None = None, report: MaskReport | None = None
+) -> tuple[Any, MaskReport]:
+    """A masked copy of ``data`` (the input is not modified) and what was masked."""
+    masker = masker or default_masker()
+    report = report if report is not None else MaskReport()
+    return _mask(data, masker, None, report, 0), report
+
+
+def _mask(value: Any, masker: Masker, rule: str | None, report: MaskReport, depth: int) -> Any:
+    if depth > MAX_DEPTH:
+        raise MaskingError(f"JSON nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        out: dict[Any, Any] = {}
+        for key, item in value.items():
+            key_rule = masker.config.column_rule(key) if isinstance(key, str) else None
+            new_key = masker.mask_text(key, report)[0] if isinstance(key, str) else key
+            out[new_key] = _mask(item, masker, key_rule or rule, report, depth + 1)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_mask(item, masker, rule, report, depth + 1) for item in value]
+    if isinstance(value, str):
+        if rule is not None:
+            return masker.mask_by_name(value, rule, report)
+        return masker.mask_text(value, report)[0]
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        if rule is None and not 10**11 <= abs(value) < 10**19:
+            return value
+        text = str(value)
+    elif isinstance(value, float):
+        if rule is None and not (value.is_integer() and 1e11 <= abs(value) < 1e19):
+            return value
+        text = str(int(value)) if value.is_integer() else repr(value)
+    else:
+        raise MaskingError(f"cannot mask JSON value of type {type(value).__name__}")
+    masked = masker.mask_by_name(text, rule, report) if rule else masker.mask_text(text, report)[0]
+    return value if masked == text else masked

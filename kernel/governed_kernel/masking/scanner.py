@@ -1,0 +1,271 @@
+"""Find PANs and magnetic-stripe tracks in text, fast, without regex backtracking over every number.
+
+Two stages (measured in ``bench/bench_masking.py``; see docs/masking.md):
+
+1. *Prefilter in C.* The text is encoded to one byte per character (Latin-1; anything else becomes
+   ``?``, so offsets stay equal to ``str`` indices) and translated so that digits and separator
+   characters become ``D``. A PAN has at least 12 digits, so it lies inside a run of at least 12
+   ``D`` bytes; a literal-prefix regex finds those runs at memory speed and nothing else is looked at.
+2. *Exact check in Python, per run.* Split the run into digit groups joined by real separators,
+   try the natural groupings, and accept a candidate only when a brand's IIN range and length fit
+   and the Luhn digit is right. Track 1/2 data around a PAN is taken whole.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from governed_kernel.masking.cards import MAX_PAN, MIN_PAN, BrandTable, luhn_valid
+
+SEPARATOR_CHARS = " \t.-\u00a0\u2007\u2009\u202f\u2002\u2003\u2010\u2011\u2012\u2013"
+"""Characters that may separate digit groups inside one PAN (space, tab, dot, dashes, NBSP, thin...)."""
+
+_ENTITY = (
+    r"&(?:nbsp|thinsp|ensp|emsp|numsp|ndash|hyphen|dash|NonBreakingSpace|"
+    r"#0*160|#0*8201|#0*8194|#0*8195|#0*8199|#0*8239|#0*32|#0*45|#0*8208|#0*8209|#0*8211|"
+    r"#[xX]0*[aA]0|#[xX]0*2009|#[xX]0*2002|#[xX]0*2003|#[xX]0*2007|#[xX]0*202[fF]|#[xX]0*20|"
+    r"#[xX]0*2[dD]|#[xX]0*201[0-3]);"
+)
+ENTITY_RE = re.compile(_ENTITY)
+"""HTML entities that render as a separator (``&nbsp;``, ``&#8201;``...)."""
+
+_SEPARATOR_RE = re.compile(rf"(?: ?[-\u2010-\u2013] ?|[ \t.\u00a0\u2007\u2009\u202f\u2002\u2003]|{_ENTITY})")
+_GROUP_RE = re.compile(rf"{_ENTITY}|[0-9]+")
+_FOUR_DIGITS = re.compile(r"[0-9]{4}")
+_TRACK1_TAIL = re.compile(r"\^[^^\r\n]{0,26}\^(?:[0-9]{4}|\^)[0-9A-Za-z]{0,79}")
+_TRACK2_TAIL = re.compile(r"=(?:[0-9]{4}|=)[0-9]{0,32}")
+_EXPONENT = re.compile(r"[eE]\+?([0-9]{1,2})(?![0-9])")
+_RUN = re.compile(b"D" * MIN_PAN + b"+")
+
+_TABLE = bytearray(b"x" * 256)
+for _c in "0123456789?" + "".join(ch for ch in SEPARATOR_CHARS if ord(ch) < 256):
+    _TABLE[ord(_c)] = ord("D")
+TRANSLATE = bytes(_TABLE)
+"""Byte map for stage 1: digits, Latin-1 separators and ``?`` (stand-in for any wider char) to ``D``."""
+
+_EDGE = SEPARATOR_CHARS + "?"
+"""Characters trimmed from both ends of a stage-1 run: a PAN starts and ends with a digit."""
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One thing to mask: ``text[start:end]``. Digits are kept out of ``repr`` on purpose."""
+
+    start: int
+    end: int
+    kind: str  # "pan", "track1" or "track2"
+    brand: str | None
+    pan: str = field(repr=False)
+    """The PAN's digits (for the keyed token); may be longer than the digits shown (float renderings)."""
+
+
+def _mapped(text: str) -> bytes:
+    """Stage 1 input: one byte per character, ``D`` for digits and separators (entities included)."""
+    data = text.encode("latin-1", "replace")
+    mapped = data.translate(TRANSLATE)
+    if b"&" in data:
+        patched = bytearray(mapped)
+        for entity in ENTITY_RE.finditer(text):
+            start, end = entity.span()
+            patched[start:end] = b"D" * (end - start)
+        mapped = bytes(patched)
+    return mapped
+
+
+def candidate_runs(text: str) -> Iterator[tuple[int, int]]:
+    """Spans of ``text`` that may hold a PAN: runs of >= 12 digit/separator characters (stage 1)."""
+    for run in _RUN.finditer(_mapped(text)):
+        yield run.span()
+
+
+def find(text: str, table: BrandTable) -> list[Finding]:
+    """All PANs and tracks in ``text``, in order, not overlapping."""
+    found: list[Finding] = []
+    lengths = table.lengths_by_slot
+    fine = table.fine_slots
+    edge = _EDGE
+    four = _FOUR_DIGITS.search
+    for run in _RUN.finditer(_mapped(text)):
+        start, end = run.span()
+        core = text[start:end].strip(edge)
+        if core.isdigit():
+            # Fast path, the common case in logs: one contiguous number. Reject by length and
+            # IIN before anything else; most numbers end here.
+            n = len(core)
+            if n < MIN_PAN or n > MAX_PAN or not core.isascii():
+                continue
+            slot = int(core[:4])
+            if n not in lengths[slot] and not fine[slot]:
+                continue
+        elif core.count(".") == 1:
+            head, _, tail = core.partition(".")
+            if head.isdigit() and tail.isdigit():
+                # A plain decimal number: only its integer part can be a PAN ("4111111111111111.0"),
+                # unless it is a float in scientific notation ("4.111111111111111e+15").
+                n = len(head)
+                if (n < MIN_PAN or n > MAX_PAN) and not (n == 1 and text[end : end + 1] in ("e", "E")):
+                    continue
+            elif not four(core):
+                continue
+        elif not four(core):  # every natural layout starts with a group of 4+ (IPs do not)
+            continue
+        if found and start < found[-1].end:
+            start = found[-1].end
+        _scan_run(text, start, end, table, found)
+    return found
+
+
+def _scan_run(text: str, start: int, end: int, table: BrandTable, out: list[Finding]) -> None:
+    segment = text[start:end]
+    trimmed = segment.lstrip(_EDGE)
+    start += len(segment) - len(trimmed)
+    segment = trimmed.rstrip(_EDGE)
+    end = start + len(segment)
+    if segment.isdigit() and segment.isascii():
+        if MIN_PAN <= len(segment) <= MAX_PAN:
+            _single(text, start, end, segment, table, out, fraction=False)
+        return
+    if segment.count(".") == 1 and text[end : end + 1] not in ("e", "E"):
+        head, _, tail = segment.partition(".")
+        if head.isdigit() and tail.isdigit() and segment.isascii():
+            if MIN_PAN <= len(head) <= MAX_PAN:
+                _single(text, start, start + len(head), head, table, out, fraction=False)
+            return
+    # Digit groups, skipping the digits of numeric entities such as "&#8201;".
+    groups: list[tuple[int, int]] = [
+        m.span() for m in _GROUP_RE.finditer(text, start, end) if m.group()[0] != "&"
+    ]
+    if not groups:
+        return
+    chain: list[tuple[int, int]] = [groups[0]]
+    gaps: list[str] = []
+    for previous, current in itertools.pairwise(groups):
+        gap = text[previous[1] : current[0]]
+        if _SEPARATOR_RE.fullmatch(gap):
+            chain.append(current)
+            gaps.append(gap)
+        else:
+            _scan_chain(text, chain, gaps, table, out)
+            chain, gaps = [current], []
+    _scan_chain(text, chain, gaps, table, out)
+
+
+def _scan_chain(
+    text: str, chain: list[tuple[int, int]], gaps: list[str], table: BrandTable, out: list[Finding]
+) -> None:
+    """Try every start group; from each, the longest valid natural grouping wins."""
+    if sum(end - start for start, end in chain) < MIN_PAN:
+        return
+    if len(chain) >= 2 and gaps[-1] == "." and _scientific(text, chain, table, out):
+        return
+    count = len(chain)
+    sizes = {end - start for start, end in chain}
+    # In a list of same-size numbers ("[3248 2438 7262 9531 4726 7837]") a grouped PAN may only start
+    # every fourth group (adjacent PANs still align); the groups after an IBAN's country code and check
+    # digits ("DE89 3704 0044 0532 0130 00") are never a PAN.
+    number_list = count >= 6 and len(sizes) == 1
+    first = chain[0][0]
+    iban = (
+        chain[0][1] - first == 2
+        and first >= 2
+        and text[first - 2 : first].isupper()
+        and (text[first - 2 : first].isalpha() and (first == 2 or not text[first - 3].isalnum()))
+    )
+    i = 0
+    while i < count:
+        if out and chain[i][0] < out[-1].end:
+            i += 1
+            continue
+        g_start, g_end = chain[i]
+        digits = text[g_start:g_end]
+        fraction = i > 0 and gaps[i - 1] == "."
+        if MIN_PAN <= len(digits) <= MAX_PAN and _single(text, g_start, g_end, digits, table, out, fraction):
+            i += 1
+            continue
+        best: tuple[int, str, str] | None = None
+        if (
+            len(digits) >= 4 and not (number_list and i % 4) and not iban
+        ):  # natural layouts start with a group of 4 (or 6): 4-4-4-4, 4-6-5, 6-13
+            dots = 0
+            for j in range(i + 1, count):
+                part_start, part_end = chain[j]
+                size = part_end - part_start
+                if size < 2:
+                    break
+                digits += text[part_start:part_end]
+                if len(digits) > MAX_PAN:
+                    break
+                dots += gaps[j - 1] == "."
+                # One dot joining two groups is a decimal number, not a layout.
+                if dots != 1 and len(digits) >= MIN_PAN:
+                    brand = _valid(digits, table)
+                    if brand is not None:
+                        best = (j, digits, brand)
+                if size < 3:
+                    break  # a group of two digits can only end a PAN (4-4-4-2)
+        if best is None:
+            i += 1
+            continue
+        j, digits, brand = best
+        out.append(Finding(g_start, chain[j][1], "pan", brand, digits))
+        i = j + 1
+
+
+def _single(
+    text: str, start: int, end: int, digits: str, table: BrandTable, out: list[Finding], fraction: bool
+) -> bool:
+    """One contiguous group of 12-19 digits: a track, a PAN, or nothing. Returns True when found."""
+    after = text[end : end + 1]
+    before = text[start - 1 : start] if start else ""
+    if after == "^" and before == "B":
+        tail = _TRACK1_TAIL.match(text, end)
+        if tail:
+            # Format code through discretionary data; the sentinels % and ? stay visible.
+            out.append(Finding(start - 1, tail.end(), "track1", table.brand_of(digits), digits))
+            return True
+    if after == "=":
+        tail = _TRACK2_TAIL.match(text, end)
+        if tail and (before == ";" or _valid(digits, table)):
+            out.append(Finding(start, tail.end(), "track2", table.brand_of(digits), digits))
+            return True
+    if fraction:
+        return False  # the digits after a decimal point are never an integral PAN
+    brand = _valid(digits, table)
+    if brand is None:
+        return False
+    out.append(Finding(start, end, "pan", brand, digits))
+    return True
+
+
+def _scientific(text: str, chain: list[tuple[int, int]], table: BrandTable, out: list[Finding]) -> bool:
+    """``4.111111111111111e+15``: a float rendering of an integral PAN (mantissa digits shown)."""
+    (lead_start, lead_end), (frac_start, frac_end) = chain[-2], chain[-1]
+    if lead_end - lead_start != 1 or text[lead_start] == "0":
+        return False
+    exponent = _EXPONENT.match(text, frac_end)
+    if not exponent:
+        return False
+    fraction = text[frac_start:frac_end]
+    power = int(exponent.group(1))
+    if power < len(fraction) or len(fraction) + 1 < MIN_PAN:
+        return False
+    digits = text[lead_start] + fraction + "0" * (power - len(fraction))
+    brand = _valid(digits, table)
+    if brand is None:
+        return False
+    out.append(Finding(lead_start, frac_end, "pan", brand, digits))
+    return True
+
+
+def _valid(digits: str, table: BrandTable) -> str | None:
+    if not table.possible(digits) or not luhn_valid(digits):
+        return None
+    return table.brand_of(digits)
+
+
+def looks_like_pan(digits: str, table: BrandTable) -> bool:
+    """True when a bare digit string is a PAN by IIN, length and Luhn."""
+    return digits.isascii() and digits.isdigit() and _valid(digits, table) is not None

@@ -1,0 +1,557 @@
+"""Static classification of a cell: read the AST of what IPython will run, match the policy's rules.
+
+The scan records *observations* (a dotted name used, a module imported, a magic run, dynamic code,
+SQL read from a string, a remote path) with their location, then every rule is matched against them.
+Names are resolved through the cell's imports and simple assignments, and through aliases the kernel
+passes from earlier cells (``aliases_from_namespace``), so ``import subprocess as sp; sp.run`` and
+``getattr(os, "system")`` are both ``subprocess.run``/``os.system``. What cannot be resolved
+statically (computed names, decoded code) is left to the runtime guard.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import re
+import types
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from governed_kernel.policy.decision import Decision, Finding, Span, strictest
+from governed_kernel.policy.matchers import CompiledRule, Triggers
+from governed_kernel.policy.model import Policy
+from governed_kernel.policy.source import prepare
+from governed_kernel.policy.sql import PLACEHOLDER, SqlFinding, SqlRules
+
+_MAX_DEPTH = 4
+_MAX_CANDIDATES = 8
+_SNIPPET = 60
+
+_NORMALIZE = (
+    ("IPython.core.getipython.get_ipython()", "get_ipython()"),
+    ("IPython.get_ipython()", "get_ipython()"),
+    ("__builtins__.", "builtins."),
+    ("posix.", "os."),
+    ("nt.", "os."),
+)
+_BUILTIN_ALIASES = {"builtins.exec": "exec", "builtins.eval": "eval", "builtins.compile": "compile",
+                    "builtins.getattr": "getattr", "builtins.__import__": "__import__",
+                    "importlib.__import__": "__import__", "importlib.import_module": "import_module"}
+_RUN_CODE = {"get_ipython().run_cell", "get_ipython().run_cell_async", "get_ipython().ex",
+             "get_ipython().ev", "get_ipython().run_code"}
+_LINE_MAGIC = {"get_ipython().run_line_magic", "get_ipython().magic"}
+_CELL_MAGIC = "get_ipython().run_cell_magic"
+_CODE_MAGICS = {"time", "timeit", "prun", "capture", "debug"}
+_SHELL_CALLS = {"get_ipython().system", "get_ipython().getoutput", "get_ipython().system_raw",
+                "get_ipython().system_piped"}
+_SQL_PREFIXES = ("read_sql", "execute", "read_database")
+_SQL_TEXT_KEYWORDS = ("sql", "query", "statement", "operation", "sql_query")
+_REMOTE = re.compile(r"^([a-z][a-z0-9+.-]*)://", re.IGNORECASE)
+_IO_CALL = re.compile(r"^(to_\w+|read_\w+|open|save\w*|savefig|upload\w*|put\w*|write\w*|copy\w*|"
+                      r"download\w*|get_object)$")
+_MAGIC_OPTIONS = re.compile(r"^(\s*-\w+(\s+\d+)?)+\s*")
+
+
+def _normalize(dotted: str) -> str:
+    for prefix, replacement in _NORMALIZE:
+        if dotted.startswith(prefix):
+            dotted = replacement + dotted[len(prefix):]
+    return _BUILTIN_ALIASES.get(dotted, dotted)
+
+
+def aliases_from_namespace(namespace: Mapping[str, Any]) -> dict[str, str]:
+    """Names bound in earlier cells → dotted names, for modules, functions and classes.
+
+    The kernel passes this with each cell, so ``import subprocess as sp`` in one cell still makes
+    ``sp.run(...)`` in the next one a ``subprocess.run`` call.
+    """
+    aliases: dict[str, str] = {}
+    for name, value in list(namespace.items()):
+        if name.startswith("_"):
+            continue
+        if isinstance(value, types.ModuleType):
+            aliases[name] = _normalize(value.__name__ + ".")[:-1]
+            continue
+        module = getattr(value, "__module__", None)
+        qualname = getattr(value, "__qualname__", None)
+        if (isinstance(module, str) and isinstance(qualname, str) and module not in ("__main__", "builtins")
+                and callable(value)):
+            aliases[name] = _normalize(f"{module}.{qualname}")
+        elif callable(value) and getattr(value, "__module__", None) == "builtins":
+            aliases[name] = _normalize(f"builtins.{getattr(value, '__name__', name)}")
+    return aliases
+
+
+@dataclass(frozen=True)
+class _Observation:
+    criterion: str
+    subject: str
+    what: str
+    span: Span
+
+
+def _span(node: ast.AST, offset: int) -> Span:
+    line = getattr(node, "lineno", 1) + offset
+    end = getattr(node, "end_lineno", None)
+    return Span(line, getattr(node, "col_offset", 0) + 1, (end or line - offset) + offset,
+                (getattr(node, "end_col_offset", None) or 0) + 1)
+
+
+def _literal(node: ast.AST | None) -> str | None:
+    if isinstance(node, ast.Constant) and isinstance(node.value, (str, bytes)):
+        value = node.value
+        return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    return None
+
+
+def _snippet(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _SNIPPET else text[: _SNIPPET - 1] + "…"
+
+
+class _Scan:
+    """One pass over one piece of code; nested code (exec literals, magic bodies) gets its own scan."""
+
+    def __init__(self, classifier: Classifier, aliases: Mapping[str, str], out: list[_Observation],
+                 depth: int = 0, host: Span | None = None, offset: int = 0) -> None:
+        self.c = classifier
+        self.external = aliases
+        self.out = out
+        self.depth = depth
+        self.host = host
+        self.offset = offset
+        self.imported: dict[str, set[str]] = {}
+        self.assigned: dict[str, list[ast.expr]] = {}
+        self.inner: set[int] = set()
+        self.memo: dict[int, frozenset[str]] = {}
+        self.resolving: set[str] = set()
+        self.call_funcs: set[int] = set()
+        self.shell_what: dict[int, str] = {}
+        self.star_modules: list[str] = []
+
+    # -- helpers ----------------------------------------------------------------------------------------
+    def span(self, node: ast.AST) -> Span:
+        return self.host or _span(node, self.offset)
+
+    def observe(self, criterion: str, subject: str, what: str, node: ast.AST) -> None:
+        self.out.append(_Observation(criterion, subject, what, self.span(node)))
+
+    def nested(self, code: str, node: ast.AST, *, ipython: bool) -> None:
+        if self.depth >= _MAX_DEPTH:
+            self.observe("dynamic", "exec", "code nested too deeply to read", node)
+            return
+        self.c.scan_code(code, self.external, self.out, depth=self.depth + 1, host=self.span(node),
+                         ipython=ipython)
+
+    # -- name resolution ---------------------------------------------------------------------------------
+    def resolve_name(self, name: str) -> frozenset[str]:
+        if name in self.imported:
+            return frozenset(self.imported[name])
+        if name in self.assigned and name not in self.resolving:
+            self.resolving.add(name)
+            try:
+                found: set[str] = set()
+                for value in self.assigned[name]:
+                    found |= self.dotted(value, mark=False)
+                if found:
+                    return frozenset(found)
+            finally:
+                self.resolving.discard(name)
+        if name in self.external:
+            return frozenset({self.external[name]})
+        if self.star_modules:
+            return frozenset({_normalize(name), *(_normalize(f"{m}.{name}") for m in self.star_modules)})
+        return frozenset({_normalize(name)})
+
+    def dotted(self, node: ast.AST, *, mark: bool = True) -> frozenset[str]:
+        """The dotted names ``node`` may stand for (empty when it cannot be resolved)."""
+        key = id(node)
+        if key in self.memo:
+            if mark:
+                self._mark_chain(node)
+            return self.memo[key]
+        result = self._dotted(node, mark)
+        if len(result) > _MAX_CANDIDATES:
+            result = frozenset(sorted(result)[:_MAX_CANDIDATES])
+        self.memo[key] = result
+        return result
+
+    def _mark_chain(self, node: ast.AST) -> None:
+        while True:
+            if isinstance(node, ast.Attribute):
+                node = node.value
+            elif isinstance(node, ast.Call):
+                node = node.func
+            elif isinstance(node, ast.Subscript):
+                node = node.value
+            else:
+                break
+            self.inner.add(id(node))
+
+    def _dotted(self, node: ast.AST, mark: bool) -> frozenset[str]:
+        if isinstance(node, ast.Name):
+            return self.resolve_name(node.id)
+        if isinstance(node, ast.Attribute):
+            if mark:
+                self.inner.add(id(node.value))
+            bases = self.dotted(node.value, mark=mark)
+            return frozenset(_normalize(f"{base}.{node.attr}") for base in bases)
+        if isinstance(node, ast.Call):
+            if mark:
+                self.inner.add(id(node.func))
+            funcs = self.dotted(node.func, mark=mark)
+            first = node.args[0] if node.args else None
+            if funcs & {"__import__", "import_module"} and _literal(first):
+                name = _literal(first) or ""
+                return frozenset({name if "import_module" in funcs else name.split(".")[0]})
+            if "getattr" in funcs and len(node.args) >= 2 and _literal(node.args[1]) is not None:
+                if mark:
+                    self.inner.add(id(node.args[0]))
+                bases = self.dotted(node.args[0], mark=mark)
+                return frozenset(_normalize(f"{b}.{_literal(node.args[1])}") for b in bases)
+            return frozenset(_normalize(f"{func}()") for func in funcs)
+        if isinstance(node, ast.Subscript):
+            key = _literal(node.slice)
+            if mark:
+                self.inner.add(id(node.value))
+            value: ast.expr = node.value
+            if (isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "vars"
+                    and value.args):
+                value = ast.Attribute(value=value.args[0], attr="__dict__")
+            bases = self.dotted(value, mark=mark)
+            if key is None:
+                return frozenset()
+            found: set[str] = set()
+            for base in bases:
+                if base == "sys.modules":
+                    found.add(key)
+                elif base.endswith(".__dict__"):
+                    found.add(_normalize(f"{base[: -len('.__dict__')]}.{key}"))
+                elif base.startswith("vars(") or base in ("globals()", "builtins.globals()"):
+                    found |= self.resolve_name(key)
+            return frozenset(found)
+        return frozenset()
+
+    def module_like(self, node: ast.AST) -> bool:
+        """Whether ``node`` is (an attribute of) a module, where a computed getattr reaches anything."""
+        root = node
+        while isinstance(root, ast.Attribute):
+            root = root.value
+        if isinstance(root, ast.Name):
+            return (root.id in self.imported or root.id in self.external
+                    or root.id in ("__builtins__", "builtins", "sys", "os"))
+        if isinstance(root, ast.Call):
+            funcs = self.dotted(root.func, mark=False)
+            return bool(funcs & {"__import__", "import_module", "globals", "vars"})
+        if isinstance(root, ast.Subscript):
+            return "sys.modules" in self.dotted(root.value, mark=False)
+        return False
+
+    # -- the scan ----------------------------------------------------------------------------------------
+    def run(self, tree: ast.AST) -> None:
+        nodes = list(ast.walk(tree))
+        for node in nodes:
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    self.observe("import", alias.name, f"imports {alias.name}", node)
+                    if alias.asname:
+                        self.imported.setdefault(alias.asname, set()).add(alias.name)
+                    else:
+                        root = alias.name.split(".")[0]
+                        self.imported.setdefault(root, set()).add(root)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                self.observe("import", node.module, f"imports from {node.module}", node)
+                for alias in node.names:
+                    if alias.name == "*":
+                        self.star_modules.append(node.module)
+                    else:
+                        target = _normalize(f"{node.module}.{alias.name}")
+                        self.imported.setdefault(alias.asname or alias.name, set()).add(target)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.NamedExpr)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                if node.value is not None:
+                    for bound in targets:
+                        if isinstance(bound, ast.Name):
+                            self.assigned.setdefault(bound.id, []).append(node.value)
+            elif isinstance(node, ast.Call):
+                self.call_funcs.add(id(node.func))
+        for node in nodes:
+            if isinstance(node, ast.Call):
+                self.call(node)
+                # A call is itself a name only when it resolves one: getattr(os, "system"), __import__("os").
+                special = id(node) not in self.inner and any(
+                    not name.endswith("()") for name in self.dotted(node, mark=False))
+                if special:
+                    self.reference(node)
+            elif isinstance(node, (ast.Name, ast.Attribute, ast.Subscript)):
+                if id(node) in self.inner:
+                    continue
+                if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+                    continue
+                self.reference(node)
+
+    def reference(self, node: ast.AST) -> None:
+        names = self.dotted(node)
+        if isinstance(node, ast.Subscript) and not names and _literal(node.slice) is None:
+            value = node.value
+            if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "vars":
+                base: frozenset[str] = frozenset({"vars()"})
+            else:
+                base = self.dotted(value, mark=False)
+            if any(b.endswith(".__dict__") or b.startswith("vars(") or b in ("globals()",) for b in base):
+                self.observe("dynamic", "getattr", "looks up a computed name in a module's namespace", node)
+            return
+        verb = "calls" if id(node) in self.call_funcs else "uses"
+        for name in _with_callees(names):
+            if self.c.triggers.could_match(name):
+                what = f"{verb} {name}"
+                if name in _SHELL_CALLS:
+                    what = self.shell_what.get(id(node), what)
+                self.observe("reference", name, what, node)
+
+    def call(self, node: ast.Call) -> None:
+        funcs = self.dotted(node.func, mark=False)
+        if not funcs:
+            return
+        args = node.args
+        first = args[0] if args else None
+        if funcs & {"exec", "eval", "compile"}:
+            kind = next(iter(sorted(funcs & {"exec", "eval", "compile"})))
+            code = _literal(first)
+            if code is not None:
+                self.nested(code, node, ipython=False)
+            elif first is not None:
+                self.observe("dynamic", kind, f"{kind}() of code built at run time", node)
+        if funcs & {"__import__", "import_module"}:
+            name = _literal(first)
+            if name is not None:
+                self.observe("import", name, f"imports {name} dynamically", node)
+            elif first is not None:
+                self.observe("dynamic", "import", "imports a module whose name is computed at run time", node)
+        if "getattr" in funcs and len(args) >= 2 and _literal(args[1]) is None and self.module_like(args[0]):
+            self.observe("dynamic", "getattr", "getattr() with a computed name on a module", node)
+        if funcs & _RUN_CODE:
+            code = _literal(first)
+            if code is not None:
+                self.nested(code, node, ipython=True)
+            elif first is not None:
+                self.observe("dynamic", "run_cell", "runs code built at run time as a new cell", node)
+        if funcs & _SHELL_CALLS:
+            command = _literal(first)
+            self.shell_what[id(node.func)] = (
+                f"runs shell command `{_snippet(command)}`" if command is not None
+                else "runs a shell command built at run time")
+        if funcs & _LINE_MAGIC or _CELL_MAGIC in funcs:
+            self.magic(node, cell=_CELL_MAGIC in funcs)
+        last = self.last_name(node.func)
+        if last is not None:
+            if self.c.triggers.any_sql:
+                self.sql_call(node, last)
+            if self.c.triggers.any_remote and _IO_CALL.match(last):
+                self.remote(node)
+
+    @staticmethod
+    def last_name(func: ast.AST) -> str | None:
+        if isinstance(func, ast.Attribute):
+            return func.attr
+        if isinstance(func, ast.Name):
+            return func.id
+        return None
+
+    def magic(self, node: ast.Call, *, cell: bool) -> None:
+        args = node.args
+        name = _literal(args[0]) if args else None
+        if name is None:
+            if args:
+                self.observe("dynamic", "magic", "runs a magic whose name is computed at run time", node)
+            return
+        line = _literal(args[1]) if len(args) > 1 else ""
+        body = _literal(args[2]) if cell and len(args) > 2 else None
+        if line is None or (cell and body is None):
+            self.observe("dynamic", "magic", f"runs %{name} with arguments built at run time", node)
+            line = line or ""
+        label = f"%%{name}" if cell else f"%{name}"
+        self.observe("magic", f"{name} {line}".strip(), f"runs the {label} magic", node)
+        if name in _CODE_MAGICS:
+            code = body if cell else _MAGIC_OPTIONS.sub("", line)
+            if code:
+                self.nested(code, node, ipython=True)
+        if name == "sql":
+            text = body if cell else re.sub(r"^\s*\w+\s*<<\s*", "", line)
+            if text and not text.lstrip().startswith("-") and "://" not in text.split("\n", 1)[0]:
+                text = re.sub(r"\{\{?\s*[^}]*\}?\}|[:$]\w+", f"{PLACEHOLDER}_0", text)
+                self.sql_findings(self.c.sql.analyze(text), node)
+
+    # -- SQL ---------------------------------------------------------------------------------------------
+    def sql_call(self, node: ast.Call, last: str) -> None:
+        if last in ("read_sql_table", "to_sql"):
+            table_node = node.args[0] if node.args else _keyword(node, "table_name", "name")
+            if table_node is None:
+                return
+            table = self.sql_text(table_node)
+            kind, verb = ("cardholder_read", "reads") if last == "read_sql_table" else ("cardholder_dml",
+                                                                                           "writes to")
+            if table is None:
+                self.observe("sql", "unresolved", f"{last}() on a table named outside this cell", node)
+            else:
+                self.sql_findings(self.c.sql.table_access(table, kind, verb), node)
+            return
+        if not (last.startswith(_SQL_PREFIXES) or last in ("sql", "exec_driver_sql")):
+            return
+        text_node = node.args[0] if node.args else _keyword(node, *_SQL_TEXT_KEYWORDS)
+        if text_node is None:
+            return
+        text = self.sql_text(text_node)
+        if text is None:
+            shown = ast.unparse(text_node) if isinstance(text_node, (ast.Name, ast.Attribute)) else "a value"
+            self.observe("sql", "unresolved", f"{last}() runs SQL held in {_snippet(shown)}, "
+                         "built outside this cell", node)
+            return
+        self.sql_findings(self.c.sql.analyze(text), node)
+
+    def sql_findings(self, findings: Iterable[SqlFinding], node: ast.AST) -> None:
+        for finding in findings:
+            self.observe("sql", finding.kind, finding.detail, node)
+
+    def sql_text(self, node: ast.AST, depth: int = 0) -> str | None:
+        """The SQL text of an expression, with run-time parts replaced by placeholders; None if unknown."""
+        if depth > 8:
+            return None
+        literal = _literal(node)
+        if literal is not None:
+            return literal
+        if isinstance(node, ast.JoinedStr):
+            parts: list[str] = []
+            for index, value in enumerate(node.values):
+                text = _literal(value)
+                parts.append(text if text is not None else f"{PLACEHOLDER}_{index}")
+            return "".join(parts)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+            left = self.sql_text(node.left, depth + 1)
+            right = self.sql_text(node.right, depth + 1)
+            if left is None and right is None:
+                return None
+            return (left if left is not None else f"{PLACEHOLDER}_l") + (
+                right if right is not None else f"{PLACEHOLDER}_r")
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod):
+            return self.sql_text(node.left, depth + 1)
+        if isinstance(node, ast.Call):
+            if isinstance(node.func, ast.Attribute) and node.func.attr == "format":
+                template = self.sql_text(node.func.value, depth + 1)
+                return None if template is None else re.sub(r"\{[^{}]*\}", f"{PLACEHOLDER}_f", template)
+            if self.last_name(node.func) == "text" and node.args:
+                return self.sql_text(node.args[0], depth + 1)
+            return None
+        if isinstance(node, ast.Name):
+            values = self.assigned.get(node.id, [])
+            return self.sql_text(values[-1], depth + 1) if values else None
+        return None
+
+    def remote(self, node: ast.Call) -> None:
+        for arg in [*node.args[:2], *(kw.value for kw in node.keywords)]:
+            text = _literal(arg)
+            if text is None and isinstance(arg, ast.JoinedStr) and arg.values:
+                text = _literal(arg.values[0])
+            found = _REMOTE.match(text) if text else None
+            if found:
+                self.observe("remote", found.group(1).lower(), f"reads or writes remote path "
+                             f"{_snippet(text or '')}", node)
+
+
+def _with_callees(names: Iterable[str]) -> list[str]:
+    """``os.popen().read`` → itself and ``os.popen``: a method call on a result still calls the callee."""
+    found: dict[str, None] = {}
+    for name in names:
+        found[name] = None
+        parts = name.split(".")
+        for index in range(len(parts) - 1, 0, -1):
+            if parts[index - 1].endswith("()"):
+                found[".".join(parts[:index])[:-2]] = None
+    return list(found)
+
+
+def _keyword(node: ast.Call, *names: str) -> ast.expr | None:
+    for keyword in node.keywords:
+        if keyword.arg in names:
+            return keyword.value
+    return None
+
+
+class Classifier:
+    """A policy's rules, compiled once; :meth:`classify` is pure and safe to call from any thread."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.rules = tuple(CompiledRule.of(rule) for rule in policy.rules)
+        self.triggers = Triggers(policy.rules)
+        self.sql = SqlRules(policy.data)
+        self._cached = functools.lru_cache(maxsize=256)(self._classify_items)
+
+    def classify(self, cell: str, aliases: Mapping[str, str] | None = None) -> Decision:
+        """Decide for one cell. ``aliases``: names from earlier cells (see :func:`aliases_from_namespace`)."""
+        return self._cached(cell, tuple(sorted((aliases or {}).items())))
+
+    def classify_uncached(self, cell: str, aliases: Mapping[str, str] | None = None) -> Decision:
+        return self._classify_items(cell, tuple(sorted((aliases or {}).items())))
+
+    def _classify_items(self, cell: str, alias_items: tuple[tuple[str, str], ...]) -> Decision:
+        aliases = dict(alias_items)
+        observations: list[_Observation] = []
+        notes: list[str] = []
+        if self.triggers.worth_scanning(cell, aliases):
+            note = self.scan_code(cell, aliases, observations, depth=0, host=None, ipython=True)
+            if note:
+                notes.append(note)
+        findings = tuple(self._findings(observations))
+        return Decision(strictest(findings), findings, self.policy.version, self.policy.mode, tuple(notes))
+
+    def scan_code(self, code: str, aliases: Mapping[str, str], out: list[_Observation], *, depth: int,
+                  host: Span | None, ipython: bool) -> str | None:
+        """Scan ``code`` into ``out``; returns a note when the code will not run at all."""
+        if ipython:
+            prepared = prepare(code)
+        else:
+            try:
+                prepared_tree: ast.Module | None = ast.parse(code)
+            except (SyntaxError, ValueError):
+                try:
+                    prepared_tree = ast.Module(body=[ast.Expr(ast.parse(code, mode="eval").body)],
+                                               type_ignores=[])
+                except (SyntaxError, ValueError):
+                    return "code passed to exec/eval does not parse; it will raise SyntaxError"
+            _Scan(self, aliases, out, depth=depth, host=host).run(prepared_tree)  # type: ignore[arg-type]
+            return None
+        if prepared.tree is None:
+            return prepared.note
+        _Scan(self, aliases, out, depth=depth, host=host, offset=prepared.line_offset).run(prepared.tree)
+        return None
+
+    def _findings(self, observations: list[_Observation]) -> Iterator[Finding]:
+        seen: set[tuple[str, str, str, Span]] = set()
+        for obs in observations:
+            for compiled in self.rules:
+                if not compiled.matches(obs.criterion, obs.subject):
+                    continue
+                rule = compiled.rule
+                # One finding per rule and place for names: ``requests.Session().get`` is one use.
+                subject = "" if obs.criterion == "reference" else obs.subject
+                key = (rule.id, obs.criterion, subject, obs.span)
+                if key in seen:
+                    continue
+                seen.add(key)
+                description = rule.description
+                if description[1:2].islower():
+                    description = description[:1].lower() + description[1:]
+                yield Finding(rule.id, rule.action, obs.criterion, obs.subject,
+                              f"{obs.what} — {description}", obs.span, rule.pci)
+
+
+def classify(cell: str, policy: Policy, aliases: Mapping[str, str] | None = None) -> Decision:
+    """Convenience: classify one cell with a policy (the compiled classifier is cached per policy)."""
+    return _classifier_for(policy).classify(cell, aliases)
+
+
+@functools.lru_cache(maxsize=8)
+def _classifier_for(policy: Policy) -> Classifier:
+    return Classifier(policy)
