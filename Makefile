@@ -7,7 +7,7 @@ PORT ?= 8888
 # JupyterLab refuses to run as root without this flag (containers, CI machines).
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test install dev labextension lint build clean
+.PHONY: lab test install system-deps dev labextension lint build clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,9 +41,13 @@ lab: $(BIN)/python
 # Installs everything the tests need, then runs the whole suite. PYTEST_ARGS narrows it, e.g.
 # `make test PYTEST_ARGS="-m 'not browser'"`; a selection that collects nothing (pytest exit 5) is
 # reported, not failed.
-test: install
+test: system-deps install
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests"; exit 0; fi; exit $$rc
+
+# Chromium, PostgreSQL server binaries and Node.js (apt-get when run as root; else says what is missing).
+system-deps:
+	bash .ci/system-deps.sh
 
 lint:
 	$(BIN)/ruff check .

@@ -1,10 +1,17 @@
-"""Fixtures shared by the whole suite."""
+"""Fixtures shared by the whole suite.
+
+Every test that takes ``db_url`` runs on SQLite and on a private PostgreSQL cluster, started once per
+session and only when a PostgreSQL test runs. Missing PostgreSQL binaries make those tests FAIL (not
+skip): a store that was never tested on PostgreSQL must not pass.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pgcluster import PgCluster, PgUnavailable  # type: ignore[import-not-found]
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -22,3 +29,35 @@ def artifacts_dir() -> Path:
     path = REPO_ROOT / "test-artifacts"
     path.mkdir(exist_ok=True)
     return path
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """A running private PostgreSQL cluster (fails with an install hint when PG is missing)."""
+    try:
+        cluster = PgCluster().start()
+    except PgUnavailable as error:
+        pytest.fail(str(error), pytrace=False)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def db_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, empty database on ``backend``: an SQLite file or a new PostgreSQL database."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store' / 'governance.sqlite'}"
+        return
+    cluster: PgCluster = request.getfixturevalue("pg_cluster")
+    url = cluster.create_database()
+    try:
+        yield url
+    finally:
+        cluster.drop_database(url.rsplit("/", 1)[1])

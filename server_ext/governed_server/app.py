@@ -1,19 +1,28 @@
-"""The ``governed_server`` ExtensionApp: configuration traits and wiring of handlers."""
+"""The ``governed_server`` ExtensionApp: configuration traits, service wiring, kernel credentials."""
 
 from __future__ import annotations
 
+import getpass
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool, Unicode, default
+from sqlalchemy.engine import make_url
+from tornado.ioloop import PeriodicCallback
+from traitlets import Bool, Dict, Float, List, Unicode, default
 
 from governed_kernel import KERNEL_NAME
 from governed_kernel._version import __version__
 from governed_kernel.resources import default_policy_path
 from governed_server import EXTENSION_NAME
-from governed_server.handlers import default_handlers
-from governed_server.paths import default_db_url
+from governed_server.credentials import SERVICE_URL_ENV, TOKEN_ENV, USER_ENV
+from governed_server.handlers import API_PREFIX, default_handlers
+from governed_server.paths import default_db_url, default_store_dir
+from governed_server.service import GovernanceService, ServiceSettings
+
+EXPIRY_CHECK_MS = 5_000
 
 
 class GovernedServerApp(ExtensionApp):
@@ -35,6 +44,35 @@ class GovernedServerApp(ExtensionApp):
         ),
     ).tag(config=True)
 
+    checkpoint_dir = Unicode(
+        help=(
+            "Directory that receives a copy of every signed audit checkpoint, outside the database, so "
+            "truncation can be proven. Default: 'checkpoints' beside the SQLite file, or in the "
+            "governance data dir for PostgreSQL. In production: another machine or write-once storage."
+        ),
+    ).tag(config=True)
+
+    signing_key_path = Unicode(
+        help="Ed25519 private key that signs audit checkpoints (created on first use, mode 0600).",
+    ).tag(config=True)
+
+    groups = Dict(
+        value_trait=List(Unicode()),
+        help=(
+            "Group name → usernames, for policies that name groups when the identity provider does not "
+            "report groups (JupyterHub does). Example: {'card-data-approvers': ['alice']}."
+        ),
+    ).tag(config=True)
+
+    kernel_user = Unicode(
+        help=(
+            "The user a kernel acts for when it is started outside a user's request. Default: "
+            "$JUPYTERHUB_USER, else the operating-system user running the server."
+        ),
+    ).tag(config=True)
+
+    server_id = Unicode(help="Name of this server in audit records. Default: the host name.").tag(config=True)
+
     set_default_kernel = Bool(
         True,
         help=(
@@ -42,6 +80,13 @@ class GovernedServerApp(ExtensionApp):
             "MappingKernelManager.default_kernel_name is configured explicitly."
         ),
     ).tag(config=True)
+
+    approval_wait_seconds = Float(
+        25.0, help="Longest single long-poll of a kernel waiting for a decision."
+    ).tag(config=True)
+
+    service: GovernanceService | None = None
+    unavailable_reason: str = ""
 
     @default("policy_path")
     def _default_policy_path(self) -> str:
@@ -51,13 +96,105 @@ class GovernedServerApp(ExtensionApp):
     def _default_db_url(self) -> str:
         return default_db_url()
 
+    @default("checkpoint_dir")
+    def _default_checkpoint_dir(self) -> str:
+        try:
+            url = make_url(self.db_url)
+        except Exception:
+            return str(default_store_dir() / "checkpoints")
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            return str(Path(str(url.database)).expanduser().parent / "checkpoints")
+        return str(default_store_dir() / "checkpoints")
+
+    @default("signing_key_path")
+    def _default_signing_key_path(self) -> str:
+        return str(default_store_dir() / "audit-signing-key.pem")
+
+    @default("kernel_user")
+    def _default_kernel_user(self) -> str:
+        return os.environ.get("JUPYTERHUB_USER") or getpass.getuser()
+
+    @default("server_id")
+    def _default_server_id(self) -> str:
+        return socket.gethostname()
+
+    @property
+    def policy_file(self) -> Path:
+        return Path(self.policy_path).expanduser()
+
     def initialize_settings(self) -> None:
         self.settings["governed_server"] = self
         serverapp = self.serverapp
         assert serverapp is not None, "initialize_settings runs after the extension is linked to a server"
         if self.set_default_kernel and not self._default_kernel_configured(serverapp.config):
             serverapp.kernel_manager.default_kernel_name = KERNEL_NAME
-        self.log.info("governed_server %s: policy %s", __version__, self.policy_path)
+        self.start_service()
+
+    def start_service(self) -> None:
+        """Build the service; on failure keep serving health with the reason (fail closed, not crashed)."""
+        settings = ServiceSettings(
+            policy_path=self.policy_file,
+            db_url=self.db_url,
+            checkpoint_dir=Path(self.checkpoint_dir).expanduser(),
+            signing_key_path=Path(self.signing_key_path).expanduser(),
+            groups=dict(self.groups),
+            server_id=self.server_id,
+        )
+        event_logger = getattr(self.serverapp, "event_logger", None)
+        try:
+            self.service = GovernanceService(settings, event_logger=event_logger)
+        except Exception as error:  # policy or store unusable: every governed action is refused
+            self.service = None
+            self.unavailable_reason = str(error) or type(error).__name__
+            self.log.error(
+                "governed_server: the governance service is NOT running: %s", self.unavailable_reason
+            )
+            return
+        policy = self.service.policy
+        self.log.info(
+            "governed_server %s: policy %s (%s, %s), store %s",
+            __version__, self.policy_file, policy.version[:19], policy.mode, self.service.store.url,
+        )  # fmt: skip
+        PeriodicCallback(self._expire_pending, EXPIRY_CHECK_MS).start()
+        interval_ms = policy.audit.checkpoint_interval_minutes * 60_000
+        PeriodicCallback(self._checkpoint, interval_ms).start()
+
+    def _expire_pending(self) -> None:
+        if self.service is not None:
+            try:
+                self.service.expire_due()
+            except Exception:
+                self.log.exception("governed_server: expiring pending approvals failed")
+
+    def _checkpoint(self) -> None:
+        if self.service is not None:
+            try:
+                self.service.audit.checkpoint()
+            except Exception:
+                self.log.exception("governed_server: writing the audit checkpoint failed")
+
+    async def stop_extension(self) -> None:
+        if self.service is not None:
+            self.service.close()
+
+    # -- kernels ---------------------------------------------------------------------------------
+
+    def kernel_environment(self, kernel_id: str, username: str) -> dict[str, str]:
+        """Environment for a governed kernel: where the API is and its own fresh credential."""
+        if self.service is None:
+            return {}
+        token = self.service.credentials.mint(kernel_id, username)
+        return {SERVICE_URL_ENV: self.service_url(), TOKEN_ENV: token, USER_ENV: username}
+
+    def revoke_kernel(self, kernel_id: str) -> None:
+        if self.service is not None:
+            self.service.credentials.revoke(kernel_id)
+
+    def service_url(self) -> str:
+        serverapp = self.serverapp
+        assert serverapp is not None
+        base = str(serverapp.connection_url)
+        return base.rstrip("/") + API_PREFIX + "/"
 
     @staticmethod
     def _default_kernel_configured(config: Any) -> bool:
@@ -68,7 +205,3 @@ class GovernedServerApp(ExtensionApp):
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(default_handlers())
-
-    @property
-    def policy_file(self) -> Path:
-        return Path(self.policy_path).expanduser()

@@ -6,27 +6,27 @@ import json
 from typing import Any
 
 import pytest
+from api_routes import fetch, get_routes  # type: ignore[import-not-found]
 from tornado.httpclient import HTTPClientError
 
 from governed_kernel import KERNEL_NAME, __version__
-from governed_server.handlers import default_handlers
 
 pytestmark = pytest.mark.filterwarnings("error::jupyter_server.utils.JupyterServerAuthWarning")
 
 
 @pytest.fixture
 def jp_server_config(tmp_path: Any) -> dict[str, Any]:
+    from governed_kernel.resources import policies_dir
+
     policy = tmp_path / "policy.yaml"
-    policy.write_text("name: test\n")
+    policy.write_text((policies_dir() / "pci-dss.yaml").read_text())
     return {
         "ServerApp": {"jpserver_extensions": {"governed_server": True}},
-        "GovernedServerApp": {"policy_path": str(policy), "db_url": "sqlite:///:memory:"},
+        "GovernedServerApp": {
+            "policy_path": str(policy),
+            "db_url": f"sqlite:///{tmp_path / 'store' / 'governance.sqlite'}",
+        },
     }
-
-
-def get_routes() -> list[str]:
-    """Every GET route of the API, as plain paths (the pattern minus its optional slash)."""
-    return [pattern.removesuffix("/?").lstrip("/") for pattern, _ in default_handlers()]
 
 
 async def test_health_answers_json_for_an_authenticated_user(jp_fetch: Any, tmp_path: Any) -> None:
@@ -39,7 +39,10 @@ async def test_health_answers_json_for_an_authenticated_user(jp_fetch: Any, tmp_
     assert body["kernel_name"] == KERNEL_NAME
     assert body["policy_path"] == str(tmp_path / "policy.yaml")
     assert body["policy_exists"] is True
-    assert body["store"] == "sqlite:///:memory:"
+    assert body["store"] == f"sqlite:///{tmp_path / 'store' / 'governance.sqlite'}"
+    assert body["policy_version"].startswith("sha256:")
+    assert body["mode"] == "enforce"
+    assert body["problem"] is None
     assert body["user"]
 
 
@@ -47,10 +50,12 @@ async def test_health_answers_json_for_an_authenticated_user(jp_fetch: Any, tmp_
 async def test_every_endpoint_refuses_requests_without_a_valid_token(
     jp_fetch: Any, headers: dict[str, str]
 ) -> None:
-    for route in get_routes():
+    routes = get_routes()
+    assert len(routes) >= 13
+    for method, route in routes:
         with pytest.raises(HTTPClientError) as raised:
-            await jp_fetch(*route.split("/"), headers=headers)
-        assert raised.value.code in (401, 403), route
+            await fetch(jp_fetch, method, route, headers=headers)
+        assert raised.value.code in (401, 403), (method, route)
 
 
 async def test_governed_kernel_becomes_the_default_kernel(jp_serverapp: Any) -> None:

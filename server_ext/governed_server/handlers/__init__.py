@@ -1,14 +1,45 @@
-"""HTTP handlers of the governance API; each stays thin: parse, authorize, call, reply."""
+"""HTTP handlers of the governance API; each stays thin: parse, authorize, call the service, reply."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from governed_server.handlers.approvals import (
+    ApprovalCancelHandler,
+    ApprovalDecisionHandler,
+    ApprovalHandler,
+    ApprovalListHandler,
+)
+from governed_server.handlers.audit import AuditQueryHandler, AuditVerifyHandler
 from governed_server.handlers.health import HealthHandler
+from governed_server.handlers.kernel import (
+    KernelApprovalHandler,
+    KernelApprovalsHandler,
+    KernelAuditHandler,
+    KernelCancelHandler,
+    KernelConsumeHandler,
+)
+from governed_server.handlers.me import MeHandler
 
 API_PREFIX = "/governance/api"
+_ID = r"(?P<request_id>[0-9a-f-]{36})"
 
 
 def default_handlers() -> list[tuple[str, Any]]:
     """The routes under ``/governance/api/`` (relative to the server's base URL)."""
-    return [(rf"{API_PREFIX}/health/?", HealthHandler)]
+    routes: list[tuple[str, Any]] = [
+        ("health", HealthHandler),
+        ("me", MeHandler),
+        ("approvals", ApprovalListHandler),
+        (f"approvals/{_ID}", ApprovalHandler),
+        (f"approvals/{_ID}/decision", ApprovalDecisionHandler),
+        (f"approvals/{_ID}/cancel", ApprovalCancelHandler),
+        ("audit", AuditQueryHandler),
+        ("audit/verify", AuditVerifyHandler),
+        ("kernel/approvals", KernelApprovalsHandler),
+        (f"kernel/approvals/{_ID}/wait", KernelApprovalHandler),
+        (f"kernel/approvals/{_ID}/use", KernelConsumeHandler),
+        (f"kernel/approvals/{_ID}/cancel", KernelCancelHandler),
+        ("kernel/audit", KernelAuditHandler),
+    ]
+    return [(rf"{API_PREFIX}/{path}/?", handler) for path, handler in routes]

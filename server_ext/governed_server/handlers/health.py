@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
@@ -14,21 +12,26 @@ from governed_server.paths import redact_db_url
 
 
 class HealthHandler(GovernanceHandler):
+    """``GET /health``: version, policy and store in use; ``status: unavailable`` with the reason if not."""
+
     @web.authenticated
     @authorized
     def get(self) -> None:
         app = self.governance
-        self.finish(
-            json.dumps(
-                {
-                    "status": "ok",
-                    "version": __version__,
-                    "kernel_name": KERNEL_NAME,
-                    "policy_path": str(app.policy_file),
-                    "policy_exists": app.policy_file.is_file(),
-                    "store": redact_db_url(app.db_url),
-                    "user": self.username(),
-                    "user_display_name": getattr(self.current_user, "display_name", self.username()),
-                }
-            )
+        service = app.service
+        username = str(getattr(self.current_user, "username", self.current_user))
+        self.reply(
+            {
+                "status": "ok" if service is not None else "unavailable",
+                "problem": app.unavailable_reason if service is None else None,
+                "version": __version__,
+                "kernel_name": KERNEL_NAME,
+                "policy_path": str(app.policy_file),
+                "policy_exists": app.policy_file.is_file(),
+                "policy_version": service.policy.version if service is not None else None,
+                "mode": service.policy.mode if service is not None else None,
+                "store": redact_db_url(app.db_url),
+                "user": username,
+                "user_display_name": getattr(self.current_user, "display_name", username),
+            }
         )

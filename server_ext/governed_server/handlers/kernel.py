@@ -1,0 +1,131 @@
+"""Endpoints for governed kernels (per-kernel credential): request, wait, use, cancel, audit ingest."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+from tornado import web
+
+from governed_server.approvals import ApprovalError, NewRequest
+from governed_server.audit_records import AuditEvent, AuditInputError
+from governed_server.handlers.base import KernelHandler
+from governed_server.handlers.schemas import APPROVAL_CREATE, AUDIT_INGEST, CONSUME, EMPTY
+
+WAIT_DEFAULT_S = 25
+WAIT_MAX_S = 60
+RECHECK_S = 0.5
+"""How often a long-poll re-reads the store, to see decisions made by other server processes."""
+
+
+class KernelApprovalsHandler(KernelHandler):
+    """``POST /kernel/approvals``: open a request for a cell (or get back a still-valid approval)."""
+
+    body_schemas: ClassVar[dict[str, dict[str, Any]]] = {"post": APPROVAL_CREATE}
+
+    @web.authenticated
+    def post(self) -> None:
+        body = self.json_body()
+        service = self.service
+        new = NewRequest(
+            cell_hash=body["cell_hash"],
+            code_masked=body["code"],
+            policy_version=body["policy_version"],
+            rules=body["rules"],
+            notebook_path=body.get("notebook_path", ""),
+            cell_id=body.get("cell_id", ""),
+        )
+        view = service.approvals.request(self.kernel, new)
+        if view.status == "pending" and view.kernel_id == self.kernel.kernel_id and view.uses == 0:
+            service.announce("approval.requested", view, self.kernel.username)
+        self.reply(view.to_json(), status=201 if view.status == "pending" else 200)
+
+
+class KernelApprovalHandler(KernelHandler):
+    """``GET /kernel/approvals/{id}/wait?timeout=S``: long-poll until decided, expired or timed out."""
+
+    @web.authenticated
+    async def get(self, request_id: str) -> None:
+        timeout = self.query_int("timeout", WAIT_DEFAULT_S, 0, WAIT_MAX_S)
+        service = self.service
+        deadline = time.monotonic() + timeout
+        while True:
+            service.expire_due()
+            view = service.approvals.get(request_id)
+            if view.requester != self.kernel.username:
+                raise ApprovalError(403, "this request belongs to another user")
+            remaining = deadline - time.monotonic()
+            if view.status != "pending" or remaining <= 0:
+                self.reply(view.to_json())
+                return
+            await service.waiters.wait(request_id, min(RECHECK_S, remaining))
+
+
+class KernelConsumeHandler(KernelHandler):
+    """``POST /kernel/approvals/{id}/use`` with the cell hash: the kernel is about to run the cell."""
+
+    body_schemas: ClassVar[dict[str, dict[str, Any]]] = {"post": CONSUME}
+
+    @web.authenticated
+    def post(self, request_id: str) -> None:
+        body = self.json_body()
+        service = self.service
+        view = service.approvals.consume(self.kernel, request_id, body["cell_hash"])
+        service.announce("approval.used", view, self.kernel.username)
+        self.reply(view.to_json())
+
+
+class KernelCancelHandler(KernelHandler):
+    """``POST /kernel/approvals/{id}/cancel``: the analyst interrupted the wait."""
+
+    body_schemas: ClassVar[dict[str, dict[str, Any]]] = {"post": EMPTY}
+
+    @web.authenticated
+    def post(self, request_id: str) -> None:
+        self.json_body()
+        service = self.service
+        view = service.approvals.cancel(self.kernel, request_id)
+        service.announce("approval.cancelled", view, self.kernel.username)
+        self.reply(view.to_json())
+
+
+class KernelAuditHandler(KernelHandler):
+    """``POST /kernel/audit``: a batch of the kernel's own audit records, in one transaction."""
+
+    body_schemas: ClassVar[dict[str, dict[str, Any]]] = {"post": AUDIT_INGEST}
+
+    @web.authenticated
+    def post(self) -> None:
+        body = self.json_body()
+        kernel = self.kernel
+        events = [
+            AuditEvent(
+                event_type=record["event_type"],
+                user=kernel.username,
+                outcome=record.get("outcome", "success"),
+                claimed_user=record.get("claimed_user"),
+                client_addr=self.request.remote_ip or "",
+                server=self.service.settings.server_id,
+                kernel_id=kernel.kernel_id,
+                session_id=record.get("session_id", ""),
+                notebook=record.get("notebook", ""),
+                cell_id=record.get("cell_id", ""),
+                cell_hash=record.get("cell_hash", ""),
+                tables=tuple(record.get("tables", ())),
+                code=record.get("code", ""),
+                output=record.get("output", ""),
+                output_sha256=record.get("output_sha256"),
+                output_size=record.get("output_size"),
+                masking=record.get("masking", {}),
+                approval_id=record.get("approval_id"),
+                policy_version=record.get("policy_version", ""),
+                details=record.get("details", {}),
+            )
+            for record in body["records"]
+        ]
+        try:
+            stored = self.service.audit.append(events)
+        except AuditInputError as error:
+            self.fail(400, str(error))
+        self.service.announce_cells(stored)
+        self.reply({"records": [{"seq": r.seq, "hash": r.hash} for r in stored]}, status=201)

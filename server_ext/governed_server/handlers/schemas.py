@@ -1,0 +1,87 @@
+"""JSON Schemas of request bodies: validation (400 naming the field) and the OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+HEX64 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+SHORT = {"type": "string", "maxLength": 1024}
+
+RULE = {
+    "type": "object",
+    "required": ["id", "action"],
+    "properties": {
+        "id": {"type": "string", "minLength": 1, "maxLength": 200},
+        "action": {"enum": ["allow", "approve", "deny"]},
+        "reason": {"type": "string", "maxLength": 2000},
+        "pci": {"type": "array", "items": {"type": "string", "maxLength": 50}, "maxItems": 20},
+        "span": {"type": "object"},
+    },
+}
+
+APPROVAL_CREATE: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["cell_hash", "code", "policy_version", "rules"],
+    "properties": {
+        "cell_hash": HEX64,
+        "code": {"type": "string", "maxLength": 200_000},
+        "policy_version": {"type": "string", "minLength": 1, "maxLength": 128},
+        "rules": {"type": "array", "items": RULE, "minItems": 1, "maxItems": 100},
+        "notebook_path": SHORT,
+        "cell_id": {"type": "string", "maxLength": 128},
+    },
+}
+
+DECISION: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["decision", "reason"],
+    "properties": {
+        "decision": {"enum": ["approve", "deny"]},
+        "reason": {"type": "string", "minLength": 1, "maxLength": 2000},
+    },
+}
+
+CONSUME: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["cell_hash"],
+    "properties": {"cell_hash": HEX64},
+}
+
+EMPTY: dict[str, Any] = {"type": ["object", "null"], "additionalProperties": False, "properties": {}}
+
+KERNEL_EVENT_TYPES = "^(cell|kernel|runtime|output|policy)\\.[a-z0-9_.-]{1,56}$"
+"""Kernels report only about their own cells and runtime; approval and audit events come from the server."""
+
+AUDIT_RECORD = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["event_type"],
+    "properties": {
+        "event_type": {"type": "string", "pattern": KERNEL_EVENT_TYPES},
+        "outcome": {"enum": ["success", "failure"]},
+        "claimed_user": {"type": ["string", "null"], "maxLength": 255},
+        "session_id": {"type": "string", "maxLength": 128},
+        "notebook": SHORT,
+        "cell_id": {"type": "string", "maxLength": 128},
+        "cell_hash": {"anyOf": [HEX64, {"const": ""}]},
+        "tables": {"type": "array", "items": {"type": "string", "maxLength": 255}, "maxItems": 100},
+        "code": {"type": "string", "maxLength": 200_000},
+        "output": {"type": "string", "maxLength": 4_000_000},
+        "output_sha256": {"anyOf": [HEX64, {"type": "null"}]},
+        "output_size": {"type": ["integer", "null"], "minimum": 0},
+        "masking": {"type": "object"},
+        "approval_id": {"type": ["string", "null"], "maxLength": 36},
+        "policy_version": {"type": "string", "maxLength": 128},
+        "details": {"type": "object"},
+    },
+}
+
+AUDIT_INGEST: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["records"],
+    "properties": {"records": {"type": "array", "items": AUDIT_RECORD, "minItems": 1, "maxItems": 500}},
+}

@@ -1,0 +1,173 @@
+"""The governance service: policy, store, audit log, approvals and credentials, wired once.
+
+One object that the HTTP handlers, the kernel provisioner and the standalone ``serve`` command share,
+built from plain settings so tests can build it without a server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from governed_kernel.policy import Policy, load_policy
+from governed_server.approvals import ApprovalService, ApprovalView
+from governed_server.audit import AuditLog
+from governed_server.credentials import CredentialIssuer
+from governed_server.events import APPROVAL_SCHEMA, CELL_SCHEMA, INTEGRITY_SCHEMA, register_schemas
+from governed_server.identity import RoleResolver
+from governed_server.store import Store
+
+log = logging.getLogger("governed_server")
+
+APPROVAL_ACTIONS = {
+    "approval.requested": "requested",
+    "approval.endorsed": "endorsed",
+    "approval.decided": "decided",
+    "approval.expired": "expired",
+    "approval.cancelled": "cancelled",
+    "approval.used": "used",
+}
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    policy_path: Path
+    db_url: str
+    checkpoint_dir: Path
+    signing_key_path: Path
+    groups: Mapping[str, Iterable[str]]
+    server_id: str = ""
+
+
+class ApprovalWaiters:
+    """In-process wake-ups for long-polling kernels; other processes are seen by re-reading the store."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, set[asyncio.Event]] = {}
+
+    async def wait(self, request_id: str, timeout: float) -> None:
+        event = asyncio.Event()
+        self._events.setdefault(request_id, set()).add(event)
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            waiters = self._events.get(request_id)
+            if waiters is not None:
+                waiters.discard(event)
+                if not waiters:
+                    self._events.pop(request_id, None)
+
+    def wake(self, request_id: str) -> None:
+        for event in self._events.get(request_id, ()):
+            event.set()
+
+
+class GovernanceService:
+    """Everything the API needs; construction fails (fail closed) when the policy or store is unusable."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        *,
+        event_logger: Any = None,
+        policy: Policy | None = None,
+        clock: Callable[[], Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.policy = policy if policy is not None else load_policy(settings.policy_path)
+        self.store = Store.open(settings.db_url)
+        self.audit = AuditLog(
+            self.store,
+            signing_key_path=settings.signing_key_path,
+            checkpoint_dir=settings.checkpoint_dir,
+            checkpoint_every=None,
+        )
+        self.roles = RoleResolver(self.policy.roles, settings.groups)
+        self.credentials = CredentialIssuer(self.store, settings.server_id)
+        self.approvals = ApprovalService(
+            self.store, self.audit, self.policy.approvals, self.roles, self.policy.version
+        )
+        if clock is not None:
+            self.approvals.clock = clock
+        self.waiters = ApprovalWaiters()
+        self.event_logger = event_logger
+        if event_logger is not None:
+            register_schemas(event_logger)
+
+    def announce(self, event_type: str, view: ApprovalView, actor: str) -> None:
+        """Wake waiting kernels and push the transition to listeners (side panel, SIEM)."""
+        self.waiters.wake(view.id)
+        if self.event_logger is None:
+            return
+        try:
+            self.event_logger.emit(
+                schema_id=APPROVAL_SCHEMA,
+                data={
+                    "action": APPROVAL_ACTIONS[event_type],
+                    "request_id": view.id,
+                    "status": view.status,
+                    "requester": view.requester,
+                    "actor": actor,
+                    "kernel_id": view.kernel_id,
+                    "notebook_path": view.notebook_path,
+                    "rules": [str(rule.get("id", "")) for rule in view.rules if isinstance(rule, dict)],
+                    "approvals": view.approvals,
+                    "required_approvals": view.required_approvals,
+                },
+            )
+        except Exception:  # an event listener must never undo a recorded decision
+            log.exception("governed_server: could not emit the approval event for %s", view.id)
+
+    def announce_cells(self, records: Iterable[Any]) -> None:
+        """Push cell records (ids and outcome only, never code or output) to listeners."""
+        if self.event_logger is None:
+            return
+        for record in records:
+            if not record.event_type.startswith("cell."):
+                continue
+            try:
+                self.event_logger.emit(
+                    schema_id=CELL_SCHEMA,
+                    data={
+                        "event_type": record.event_type,
+                        "user": record.user,
+                        "kernel_id": str(record.origin.get("kernel_id", "")),
+                        "notebook": str(record.origin.get("notebook", "")),
+                        "outcome": record.outcome,
+                        "seq": record.seq,
+                    },
+                )
+            except Exception:
+                log.exception("governed_server: could not emit the cell event for record %s", record.seq)
+
+    def report_integrity(self, report: Any) -> None:
+        """Push an integrity alert when verification found a problem."""
+        if report.ok or self.event_logger is None:
+            return
+        first = report.first_bad
+        data: dict[str, Any] = {"ok": False, "summary": report.summary()}
+        if first is not None:
+            data.update(first_bad_seq=int(first.seq), kind=str(first.kind))
+        try:
+            self.event_logger.emit(schema_id=INTEGRITY_SCHEMA, data=data)
+        except Exception:
+            log.exception("governed_server: could not emit the integrity alert")
+
+    def expire_due(self) -> list[ApprovalView]:
+        expired = self.approvals.expire_due()
+        for view in expired:
+            self.announce("approval.expired", view, "governance")
+        return expired
+
+    def close(self) -> None:
+        """Seal the log with a checkpoint and release the database."""
+        try:
+            self.audit.checkpoint()
+        finally:
+            self.store.close()

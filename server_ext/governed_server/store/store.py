@@ -1,0 +1,98 @@
+"""``Store``: one engine, its schema brought up to date, and transactions shaped for the audit log."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import SQLAlchemyError
+
+from governed_server.store import migrate
+from governed_server.store.engine import (
+    READ_ONLY_OPTION,
+    StoreError,
+    create_store_engine,
+    describe_error,
+    normalise_url,
+    redact,
+    sqlite_path,
+)
+
+
+class Store:
+    """The governance database: approvals, kernel credentials and the audit log.
+
+    Use :meth:`open` (or :func:`open_store`) rather than the constructor: it checks the database is
+    reachable and migrates it to the newest schema.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str | URL, *, upgrade: bool = True) -> Store:
+        """Connect to ``url``, migrate to the newest schema, and return the store.
+
+        Raises :class:`StoreError` (never showing the password) for a bad URL, an unreachable
+        database or a failed migration.
+        """
+        parsed = normalise_url(url)
+        engine = create_store_engine(parsed)
+        try:
+            if upgrade:
+                migrate.upgrade(engine)
+            else:
+                with engine.connect():
+                    pass
+        except (SQLAlchemyError, OSError) as error:
+            engine.dispose()
+            raise StoreError(
+                f"cannot open the store at {redact(parsed)}: {describe_error(error, parsed)}"
+            ) from None
+        return cls(engine)
+
+    @property
+    def url(self) -> str:
+        """The URL with the password hidden."""
+        return redact(self.engine.url)
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.engine.dialect.name
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite database file, or None on PostgreSQL."""
+        return sqlite_path(self.engine.url)
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A write transaction (SQLite: ``BEGIN IMMEDIATE``); commits on exit, rolls back on error."""
+        with self.engine.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read transaction that does not take SQLite's write lock."""
+        with self.engine.connect() as connection:
+            connection.execution_options(**{READ_ONLY_OPTION: True})
+            with connection.begin():
+                yield connection
+
+    def schema_revision(self) -> str | None:
+        """The Alembic revision the database is at."""
+        with self.engine.connect() as connection:
+            return migrate.current_revision(connection)
+
+    def close(self) -> None:
+        """Close pooled connections (call at shutdown and in forked children)."""
+        self.engine.dispose()
+
+
+def open_store(url: str | URL, *, upgrade: bool = True) -> Store:
+    """Shortcut for :meth:`Store.open`."""
+    return Store.open(url, upgrade=upgrade)

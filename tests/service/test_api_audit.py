@@ -1,0 +1,78 @@
+"""Audit through the API: kernels ingest their own records, auditors read (recorded) and verify."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service_helpers import Api, cell_request  # type: ignore[import-not-found]
+
+PAN = "4111111111111111"
+
+
+async def test_kernel_records_are_attributed_by_the_server_not_the_kernel(api: Api, governance: Any) -> None:
+    kernel = ("kernel", governance.service.credentials.mint("k-alice", "alice"))
+    records = [
+        {"event_type": "cell.start", "cell_id": "c1", "code": "x = 1", "claimed_user": "ci-bot"},
+        {
+            "event_type": "cell.end",
+            "cell_id": "c1",
+            "outcome": "success",
+            "output": "done",
+            "masking": {"pan": 0},
+        },
+    ]
+    status, body = await api(kernel, "POST", "kernel/audit", {"records": records})
+    assert status == 201, body
+    seqs = [r["seq"] for r in body["records"]]
+    assert seqs == sorted(seqs) and len(seqs) == 2
+
+    status, listing = await api("dave", "GET", "audit", params={"kernel_id": "k-alice"})
+    assert status == 200
+    stored = [r for r in listing["records"] if r["event_type"].startswith("cell.")]
+    assert [r["event_type"] for r in stored] == ["cell.start", "cell.end"]
+    assert {r["user"] for r in stored} == {"alice"}
+    assert stored[0]["claimed_user"] == "ci-bot"
+    assert stored[0]["origin"]["kernel_id"] == "k-alice"
+
+
+async def test_a_pan_sent_by_a_kernel_never_reaches_the_store(api: Api, governance: Any) -> None:
+    kernel = ("kernel", governance.service.credentials.mint("k-alice", "alice"))
+    status, _ = await api(
+        kernel, "POST", "kernel/audit", {"records": [{"event_type": "cell.end", "output": f"card {PAN}"}]}
+    )
+    assert status in (201, 400)
+    _, listing = await api("dave", "GET", "audit", params={"limit": 1000})
+    assert PAN not in str(listing)
+    with governance.service.store.read() as connection:
+        dump = "\n".join(str(tuple(row)) for row in connection.exec_driver_sql("SELECT * FROM audit_records"))
+    assert PAN not in dump
+
+
+async def test_reading_the_audit_log_is_itself_recorded(api: Api) -> None:
+    await api("dave", "GET", "audit", params={"user": "alice"})
+    _, listing = await api("dave", "GET", "audit", params={"event_type": "audit.read"})
+    reads = listing["records"]
+    assert reads, "audit.read records are missing"
+    assert reads[0]["user"] == "dave"
+    assert reads[0]["data"]["details"]["filters"]["user"] == "alice"
+
+
+async def test_approval_transitions_are_in_the_chain_and_verify_passes(api: Api, governance: Any) -> None:
+    kernel = ("kernel", governance.service.credentials.mint("k-alice", "alice"))
+    _, request = await api(
+        kernel, "POST", "kernel/approvals", cell_request(policy_version=governance.service.policy.version)
+    )
+    await api("bob", "POST", f"approvals/{request['id']}/decision", {"decision": "approve", "reason": "ok"})
+    await api(kernel, "POST", f"kernel/approvals/{request['id']}/use", {"cell_hash": request["cell_hash"]})
+    _, listing = await api("dave", "GET", "audit", params={"limit": 1000})
+    kinds = [r["event_type"] for r in listing["records"] if r["data"].get("approval_id") == request["id"]]
+    assert kinds == ["approval.requested", "approval.decided", "approval.used"]
+    decided = next(r for r in listing["records"] if r["event_type"] == "approval.decided")
+    assert decided["user"] == "bob"
+    assert decided["data"]["details"]["reason"] == "ok"
+
+    governance.service.audit.checkpoint()
+    status, report = await api("dave", "GET", "audit/verify")
+    assert status == 200
+    assert report["ok"] is True, report
+    assert report["valid"] == report["total"] >= 4
