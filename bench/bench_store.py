@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests" / "store"))
+sys.path.insert(0, str(REPO / "tests"))
 
 from pgcluster import PgCluster  # type: ignore[import-not-found]  # noqa: E402
 

@@ -5,7 +5,7 @@
 PostgreSQL refuses to run as root, so when this process is root the server runs as the ``postgres``
 OS user (``runuser``). Reusable from any test directory::
 
-    from pgcluster import PgCluster, find_pg_bin   # tests/store on sys.path
+    from pgcluster import PgCluster, find_pg_bin   # tests/ on sys.path (tests/conftest.py, bench/)
 """
 
 from __future__ import annotations

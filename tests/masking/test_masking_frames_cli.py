@@ -39,7 +39,8 @@ def test_ten_million_rows_masked_touching_only_rendered_rows() -> None:
         assert "************1111" in out
     assert "[10000000 rows x 4 columns]" in text
     assert "10000000 rows \u00d7 4 columns" in html
-    assert report.kinds["sensitive_column"] == 61  # the cvv column, masked by name
+    # The cvv column, masked by name, in the rows pandas shows (display.min_rows), not all 10M.
+    assert report.kinds["sensitive_column"] == pd.get_option("display.min_rows")
 
 
 def test_small_frame_same_layout_as_pandas_except_digits() -> None:
@@ -77,6 +78,34 @@ def test_styler_masks_data_and_keeps_styles() -> None:
     bundle, _ = display_bundle(styled)
     assert "4111111111111111" not in bundle["text/html"] and "************1111" in bundle["text/html"]
     assert "yellow" in bundle["text/html"]
+
+
+@pytest.mark.parametrize(
+    "style",
+    [
+        lambda s: s.background_gradient(subset=["card_number"]),
+        lambda s: s.map(lambda v: "color: red" if v > 10 else "", subset=["card_number"]),
+        lambda s: s.apply(lambda col: ["font-weight: bold" if v % 2 else "" for v in col]),
+        lambda s: s.bar(subset=["card_number", "amount"]),
+    ],
+    ids=["gradient", "map-compare", "apply-modulo", "bar"],
+)
+def test_styler_expecting_numbers_in_masked_column_renders_masked(style: object) -> None:
+    frame = pd.DataFrame({"card_number": [PAN, 5555555555554444], "amount": [3.0, 4.0]})
+    styled = style(frame.style)  # type: ignore[operator]
+    bundle, report = display_bundle(styled)  # never raises for a styling error
+    html = bundle["text/html"]
+    assert "4111111111111111" not in html and "5555555555554444" not in html
+    assert "************1111" in html and "************4444" in html
+    assert "styling was not applied" in html  # the notice is visible
+    assert report.kinds["pan_column"] == 2
+
+
+def test_styler_that_works_on_masked_data_keeps_styles_and_no_notice() -> None:
+    frame = pd.DataFrame({"card_number": [PAN], "amount": [3.0]})
+    bundle, _ = display_bundle(frame.style.highlight_max(subset=["amount"], color="yellow"))
+    assert "yellow" in bundle["text/html"] and "not applied" not in bundle["text/html"]
+    assert "4111111111111111" not in bundle["text/html"]
 
 
 def cli(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:

@@ -117,3 +117,54 @@ def test_token_needs_key_and_is_stable(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (
         re.findall(r"\[tok:([0-9a-f]{16})\]", Masker(config).mask_text("4111111111111111")[0])[0] != tokens[0]
     )
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        # A PAN right after an IBAN-like prefix (wrong length for a German IBAN: not an IBAN).
+        ("DE89 4111 1111 1111 1111", "DE89 **** **** **** 1111"),
+        (
+            "iban DE89 3704 0044 0532 0130 00 card 4111 1111 1111 1111",
+            "iban DE89 3704 0044 0532 0130 00 card **** **** **** 1111",
+        ),
+        (
+            "DE89 3704 0044 0532 0130 00 4111 1111 1111 1111",
+            "DE89 3704 0044 0532 0130 00 **** **** **** 1111",
+        ),
+        # A PAN at a non-aligned position inside a list of 6+ same-size numbers.
+        ("[1234 4111 1111 1111 1111 5678 9012]", "[1234 **** **** **** 1111 5678 9012]"),
+        ("[1234 5678 4111 1111 1111 1111]", "[1234 5678 **** **** **** 1111]"),
+        ("0000 1234 9876 5555 5555 5555 4444 0000", "0000 1234 9876 **** **** **** 4444 0000"),
+        # Mixed separators, one of them a dot.
+        ("4111 1111.1111 1111", "**** ****.**** 1111"),
+        ("4111.1111 1111 1111", "****.**** **** 1111"),
+        ("4111-1111 1111-1111", "****-**** ****-1111"),
+        ("4111\u2009-\u20091111 1111 1111", "****\u2009-\u2009**** **** 1111"),
+        # Bounded by letters.
+        ("ID4111111111111111X", "ID************1111X"),
+        ("ref:ID4111-1111-1111-1111X", "ref:ID****-****-****-1111X"),
+    ],
+)
+def test_formerly_weak_layouts_are_masked(text: str, expected: str) -> None:
+    masked, report = mask_text(text)
+    assert masked == expected
+    assert report.kinds["pan"] == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "DE89 3704 0044 0532 0130 00",  # a German IBAN (22 characters)
+        "DE44 5001 0517 5407 3249 31",
+        "FR14 2004 1010 0505 0001 3M02 606",
+        "NL91 ABNA 0417 1643 00",
+        "5423.423423423423",  # a decimal: two groups joined by one dot
+        "1234.5678 9",
+        "[1000 2000 3000 4000 5000 6000 7000]",
+        "ID41111111111111112X",  # 20 digits glued together: not a PAN (an id)
+        "4111 1111.1111 1112",  # mixed separators, Luhn fails
+    ],
+)
+def test_look_alikes_of_formerly_weak_layouts_are_left_alone(text: str) -> None:
+    assert mask_text(text)[0] == text

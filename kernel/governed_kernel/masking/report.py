@@ -29,6 +29,14 @@ class MaskReport:
         self.brands.update(other.brands)
         return self
 
+    def merge_times(self, other: MaskReport, times: int) -> MaskReport:
+        """Add ``other``'s counts ``times`` times (one masked value shown in several cells)."""
+        for kind, count in other.kinds.items():
+            self.kinds[kind] += count * times
+        for brand, count in other.brands.items():
+            self.brands[brand] += count * times
+        return self
+
     @property
     def total(self) -> int:
         return sum(self.kinds.values())

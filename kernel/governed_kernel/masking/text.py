@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 
 from governed_kernel.masking.cards import BrandTable, default_table
 from governed_kernel.masking.config import MaskingConfig
@@ -17,6 +18,7 @@ from governed_kernel.masking.report import MaskReport
 from governed_kernel.masking.scanner import Finding, find
 
 _DIGITS = frozenset("0123456789")
+_NON_SPACE = re.compile(r"\S")
 
 
 class MaskingError(RuntimeError):
@@ -86,8 +88,11 @@ class Masker:
         char = self.config.mask_char
         if finding.kind != "pan":
             return char * len(span)
-        lead, trail = reveal_counts(self.config.reveal, len(finding.pan))
-        keep_until, keep_from = lead, len(finding.pan) - trail
+        length = len(finding.pan)
+        lead, trail = reveal_counts(self.config.reveal, length)
+        keep_until, keep_from = lead, length - trail
+        if len(span) == length and span.isdigit():  # contiguous: no separators to keep
+            return span[:lead] + char * (keep_from - lead) + span[keep_from:] + self.token_suffix(finding.pan)
         out: list[str] = []
         index = 0
         for ch in span:
@@ -105,6 +110,8 @@ class Masker:
         return hmac.new(self._key, pan.encode(), hashlib.sha256).hexdigest()[:16]
 
     def token_suffix(self, pan: str) -> str:
+        if self._key is None:
+            return ""
         token = self.token(pan)
         return f"[tok:{token}]" if token else ""
 
@@ -118,7 +125,7 @@ class Masker:
         if rule == "full":
             if report is not None and value:
                 report.add("sensitive_column")
-            return "".join(ch if ch.isspace() else char for ch in value)
+            return _NON_SPACE.sub(char, value)
         digits = [ch for ch in value if ch in _DIGITS]
         if not digits:
             return value
