@@ -12,14 +12,26 @@ from __future__ import annotations
 
 import ast
 import functools
+import gc
 import re
 import types
-from collections.abc import Iterable, Iterator, Mapping
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from keyword import kwlist
 from typing import Any
 
+from governed_kernel.policy.chunks import binding_sites, import_sites, split
 from governed_kernel.policy.decision import Decision, Finding, Span, strictest
-from governed_kernel.policy.matchers import CompiledRule, Triggers
+from governed_kernel.policy.matchers import (
+    IO_WORD,
+    IPYTHON_SYNTAX,
+    REMOTE_HINT,
+    RESOLVING_WORDS,
+    WORD,
+    CompiledRule,
+    Triggers,
+)
 from governed_kernel.policy.model import Policy
 from governed_kernel.policy.source import prepare
 from governed_kernel.policy.sql import PLACEHOLDER, SqlFinding, SqlRules
@@ -50,6 +62,8 @@ _SQL_TEXT_KEYWORDS = ("sql", "query", "statement", "operation", "sql_query")
 _REMOTE = re.compile(r"^([a-z][a-z0-9+.-]*)://", re.IGNORECASE)
 _IO_CALL = re.compile(r"^(to_\w+|read_\w+|open|save\w*|savefig|upload\w*|put\w*|write\w*|copy\w*|"
                       r"download\w*|get_object)$")
+_KEYWORDS = frozenset(kwlist) | {"as"}
+_STAR_IMPORT = re.compile(r"\bimport[\s\\(]*\*")
 _MAGIC_OPTIONS = re.compile(r"^(\s*-\w+(\s+\d+)?)+\s*")
 
 
@@ -81,6 +95,32 @@ def aliases_from_namespace(namespace: Mapping[str, Any]) -> dict[str, str]:
         elif callable(value) and getattr(value, "__module__", None) == "builtins":
             aliases[name] = _normalize(f"builtins.{getattr(value, '__name__', name)}")
     return aliases
+
+
+_CHILD_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _child_fields(kind: type) -> tuple[str, ...]:
+    fields = _CHILD_FIELDS.get(kind)
+    if fields is None:
+        fields = _CHILD_FIELDS[kind] = tuple(f for f in getattr(kind, "_fields", ()) if f != "ctx")
+    return fields
+
+
+def _nodes(roots: Iterable[ast.AST]) -> list[ast.AST]:
+    """Every node under ``roots``, breadth first like :func:`ast.walk` (without the ``ctx`` markers)."""
+    out = list(roots)
+    index = 0
+    while index < len(out):
+        node = out[index]
+        index += 1
+        for name in _child_fields(type(node)):
+            value = getattr(node, name, None)
+            if type(value) is list:
+                out.extend([item for item in value if isinstance(item, ast.AST)])
+            elif isinstance(value, ast.AST):
+                out.append(value)
+    return out
 
 
 @dataclass(frozen=True)
@@ -250,44 +290,67 @@ class _Scan:
 
     # -- the scan ----------------------------------------------------------------------------------------
     def run(self, tree: ast.AST) -> None:
-        nodes = list(ast.walk(tree))
-        for node in nodes:
-            if isinstance(node, ast.Import):
-                for alias in node.names:
-                    self.observe("import", alias.name, f"imports {alias.name}", node)
-                    if alias.asname:
-                        self.imported.setdefault(alias.asname, set()).add(alias.name)
-                    else:
-                        root = alias.name.split(".")[0]
-                        self.imported.setdefault(root, set()).add(root)
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                self.observe("import", node.module, f"imports from {node.module}", node)
-                for alias in node.names:
-                    if alias.name == "*":
-                        self.star_modules.append(node.module)
-                    else:
-                        target = _normalize(f"{node.module}.{alias.name}")
-                        self.imported.setdefault(alias.asname or alias.name, set()).add(target)
-            elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.NamedExpr)):
-                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                if node.value is not None:
+        nodes = _nodes([tree])
+        self.collect(nodes)
+        self.visit(nodes)
+
+    def collect(self, nodes: list[ast.AST], offsets: list[int] | None = None,
+                outs: list[list[_Observation]] | None = None, owners: list[int] | None = None) -> None:
+        """First pass: imports (observed), bindings and call sites. ``offsets``/``owners``/``outs``, when
+        given, say per node which line offset applies and which list its observations go to."""
+        for index, node in enumerate(nodes):
+            kind = type(node)
+            if kind is ast.Import or kind is ast.ImportFrom:
+                if offsets is not None and owners is not None and outs is not None:
+                    self.offset = offsets[index]
+                    self.out = outs[owners[index]]
+                self._import(node)  # type: ignore[arg-type]
+            elif kind is ast.Assign or kind is ast.AnnAssign or kind is ast.NamedExpr:
+                value = node.value  # type: ignore[attr-defined]
+                if value is not None:
+                    targets = node.targets if kind is ast.Assign else [node.target]  # type: ignore[attr-defined]
                     for bound in targets:
-                        if isinstance(bound, ast.Name):
-                            self.assigned.setdefault(bound.id, []).append(node.value)
-            elif isinstance(node, ast.Call):
-                self.call_funcs.add(id(node.func))
+                        if type(bound) is ast.Name:
+                            self.assigned.setdefault(bound.id, []).append(value)
+            elif kind is ast.Call:
+                self.call_funcs.add(id(node.func))  # type: ignore[attr-defined]
+
+    def _import(self, node: ast.Import | ast.ImportFrom) -> None:
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                self.observe("import", alias.name, f"imports {alias.name}", node)
+                if alias.asname:
+                    self.imported.setdefault(alias.asname, set()).add(alias.name)
+                else:
+                    root = alias.name.split(".")[0]
+                    self.imported.setdefault(root, set()).add(root)
+        elif node.module and not node.level:
+            self.observe("import", node.module, f"imports from {node.module}", node)
+            for alias in node.names:
+                if alias.name == "*":
+                    self.star_modules.append(node.module)
+                else:
+                    target = _normalize(f"{node.module}.{alias.name}")
+                    self.imported.setdefault(alias.asname or alias.name, set()).add(target)
+
+    def visit(self, nodes: Iterable[ast.AST]) -> None:
+        """Second pass: calls and the names they use, matched against the rules."""
+        inner = self.inner
         for node in nodes:
-            if isinstance(node, ast.Call):
-                self.call(node)
+            kind = type(node)
+            if kind is ast.Call:
+                self.call(node)  # type: ignore[arg-type]
                 # A call is itself a name only when it resolves one: getattr(os, "system"), __import__("os").
-                special = id(node) not in self.inner and any(
+                special = id(node) not in inner and any(
                     not name.endswith("()") for name in self.dotted(node, mark=False))
                 if special:
                     self.reference(node)
-            elif isinstance(node, (ast.Name, ast.Attribute, ast.Subscript)):
-                if id(node) in self.inner:
+            elif kind is ast.Name:
+                if id(node) in inner or type(node.ctx) is not ast.Load:  # type: ignore[attr-defined]
                     continue
-                if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+                self.reference(node)
+            elif kind is ast.Attribute or kind is ast.Subscript:
+                if id(node) in inner:
                     continue
                 self.reference(node)
 
@@ -471,6 +534,52 @@ def _with_callees(names: Iterable[str]) -> list[str]:
     return list(found)
 
 
+def _position(finding: Finding) -> tuple[int, int]:
+    return (finding.span.line, finding.span.column)
+
+
+def _shifted(obs: _Observation, lines: int) -> _Observation:
+    span = obs.span
+    return _Observation(obs.criterion, obs.subject, obs.what,
+                        Span(span.line + lines, span.column, span.end_line + lines, span.end_column))
+
+
+def _chunks_with(names: Iterable[str], text: str, index_of: Callable[[int], int]) -> Iterator[int]:
+    """Indexes of the statements whose text holds one of ``names`` as a word."""
+    names = sorted(names)
+    if not names:
+        return
+    pattern = _word_pattern("|".join(re.escape(name) for name in names))
+    last = -1
+    for match in pattern.finditer(text):
+        index = index_of(match.start())
+        if index != last:
+            last = index
+            yield index
+
+
+@functools.lru_cache(maxsize=256)
+def _word_pattern(alternatives: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![\w])(?:{alternatives})(?![\w])")
+
+
+def _relevant(cell: str, aliases: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The aliases that can change the decision for ``cell``: those of the names it uses, or all of them
+    when the cell can reach names through strings (escapes, ``globals()[...]``, ``exec``)."""
+    if not aliases:
+        return ()
+    words = _cell_words(cell)
+    if "\\" in cell or not words.isdisjoint(RESOLVING_WORDS):
+        return tuple(sorted(aliases.items()))
+    return tuple(sorted((name, aliases[name]) for name in words & aliases.keys()))
+
+
+@functools.lru_cache(maxsize=256)
+def _cell_words(cell: str) -> frozenset[str]:
+    text = cell if cell.isascii() else unicodedata.normalize("NFKC", cell)
+    return frozenset(WORD.findall(text))
+
+
 def _keyword(node: ast.Call, *names: str) -> ast.expr | None:
     for keyword in node.keywords:
         if keyword.arg in names:
@@ -479,32 +588,233 @@ def _keyword(node: ast.Call, *names: str) -> ast.expr | None:
 
 
 class Classifier:
-    """A policy's rules, compiled once; :meth:`classify` is pure and safe to call from any thread."""
+    """A policy's rules, compiled once; :meth:`classify` is pure and safe to call from any thread.
 
-    def __init__(self, policy: Policy) -> None:
+    Cells are read statement by statement (``incremental``, the default): the cell is cut into
+    top-level statements from its text (:mod:`.chunks`), and only the statements that can match a rule,
+    with every statement that may bind a name they use, are parsed and scanned. Anything unusual (a
+    cell magic, pasted prompts, a piece that does not parse on its own) falls back to reading the whole
+    cell, so the decision is the one the whole-cell scan gives. Parsed statements are cached by text,
+    decisions by (cell, aliases of the names the cell uses).
+    """
+
+    def __init__(self, policy: Policy, *, incremental: bool = True, cache_size: int = 256) -> None:
         self.policy = policy
         self.rules = tuple(CompiledRule.of(rule) for rule in policy.rules)
         self.triggers = Triggers(policy.rules)
         self.sql = SqlRules(policy.data)
-        self._cached = functools.lru_cache(maxsize=256)(self._classify_items)
+        self.incremental = incremental
+        self._cached = functools.lru_cache(maxsize=cache_size)(self._classify_items)
+        self._parsed = functools.lru_cache(maxsize=4 * cache_size)(prepare)
+        self.stats = {"whole": 0, "incremental": 0, "fallback": 0, "skipped": 0}
+
+    def cache_clear(self) -> None:
+        """Forget every cached decision, parsed statement and SQL analysis (cold start)."""
+        self._cached.cache_clear()
+        self._parsed.cache_clear()
+        self.sql.analyze.cache_clear()
 
     def classify(self, cell: str, aliases: Mapping[str, str] | None = None) -> Decision:
         """Decide for one cell. ``aliases``: names from earlier cells (see :func:`aliases_from_namespace`)."""
-        return self._cached(cell, tuple(sorted((aliases or {}).items())))
+        return self._cached(cell, _relevant(cell, aliases or {}))
 
     def classify_uncached(self, cell: str, aliases: Mapping[str, str] | None = None) -> Decision:
-        return self._classify_items(cell, tuple(sorted((aliases or {}).items())))
+        return self._classify_items(cell, _relevant(cell, aliases or {}))
 
-    def _classify_items(self, cell: str, alias_items: tuple[tuple[str, str], ...]) -> Decision:
+    def classify_whole(self, cell: str, aliases: Mapping[str, str] | None = None) -> Decision:
+        """The reference: parse and scan the whole cell (what the incremental path must agree with)."""
+        return self._classify_items(cell, _relevant(cell, aliases or {}), incremental=False)
+
+    def _classify_items(self, cell: str, alias_items: tuple[tuple[str, str], ...], *,
+                        incremental: bool | None = None) -> Decision:
         aliases = dict(alias_items)
         observations: list[_Observation] = []
         notes: list[str] = []
-        if self.triggers.worth_scanning(cell, aliases):
-            note = self.scan_code(cell, aliases, observations, depth=0, host=None, ipython=True)
-            if note:
-                notes.append(note)
-        findings = tuple(self._findings(observations))
+        gc_was_enabled = gc.isenabled()
+        if gc_was_enabled:
+            gc.disable()  # ASTs are acyclic and freed by reference counting: collections only add pauses
+        try:
+            if self.incremental if incremental is None else incremental:
+                done = self._scan_incremental(cell, aliases, observations)
+            else:
+                done = False
+            if not done:
+                observations.clear()
+                if self.triggers.worth_scanning(cell, aliases):
+                    self.stats["whole"] += 1
+                    note = self.scan_code(cell, aliases, observations, depth=0, host=None, ipython=True)
+                    if note:
+                        notes.append(note)
+                else:
+                    self.stats["skipped"] += 1
+            findings = tuple(sorted(self._findings(observations), key=_position))
+        finally:
+            if gc_was_enabled:
+                gc.enable()
         return Decision(strictest(findings), findings, self.policy.version, self.policy.mode, tuple(notes))
+
+    # -- statement by statement ----------------------------------------------------------------------------
+    def _scan_incremental(self, cell: str, aliases: Mapping[str, str], out: list[_Observation]) -> bool:
+        """Scan only the statements that matter; False when the whole cell must be read instead."""
+        chunks = split(cell)
+        if chunks is None:
+            return False
+        text = chunks.text
+        triggers = self.triggers
+        if triggers.always or _STAR_IMPORT.search(text):
+            return False  # ``from m import *`` makes every name of the cell a possible m.name
+        starts = chunks.starts
+        ends = [*starts[1:], len(text)]
+        index_of = chunks.index_of
+        local: set[int] = set()
+        for match in IPYTHON_SYNTAX.finditer(text):
+            local.add(index_of(match.start()))
+        if triggers.any_remote:
+            for match in REMOTE_HINT.finditer(text):
+                index = index_of(match.start())
+                if index not in local and IO_WORD.search(text, starts[index], ends[index]):
+                    local.add(index)
+        active = triggers.active(set(WORD.findall(text)), aliases)
+        if active is None and not local:
+            self.stats["skipped"] += 1
+            return True
+        if active is not None and active.always:
+            return False
+        words_of: dict[int, set[str]] = {}
+
+        def words(index: int) -> set[str]:
+            found = words_of.get(index)
+            if found is None:
+                found = words_of[index] = set(WORD.findall(text, starts[index], ends[index]))
+            return found
+
+        binders: dict[str, set[int]] = {}
+        bound_in: dict[int, set[str]] = {}
+        for name, offsets in binding_sites(text).items():
+            for offset in offsets:
+                index = index_of(offset)
+                binders.setdefault(name, set()).add(index)
+                bound_in.setdefault(index, set()).add(name)
+        for offset in import_sites(text):
+            index = index_of(offset)
+            for name in words(index) - _KEYWORDS:
+                binders.setdefault(name, set()).add(index)
+                bound_in.setdefault(index, set()).add(name)
+
+        hot = set(local)
+        if active is not None:
+            candidates = set(_chunks_with(active.search, text, index_of))
+            tainted: set[str] = set()
+            frontier = set(candidates)
+            while frontier:
+                names = set().union(*(bound_in.get(index, set()) for index in frontier)) - tainted
+                tainted |= names
+                frontier = set(_chunks_with(names, text, index_of)) - candidates if names else set()
+                candidates |= frontier
+            own: dict[int, set[str]] = {}
+            for index in candidates:
+                mine = words(index) & active.words
+                for name in words(index) & active.expand.keys():
+                    mine |= active.expand[name]
+                own[index] = mine
+            passed = {index: mine & active.names for index, mine in own.items()}
+            reach: dict[str, set[str]] = {name: set() for name in tainted}
+            changed = True
+            while changed:
+                changed = False
+                for name in tainted:
+                    acc = reach[name]
+                    size = len(acc)
+                    for index in binders.get(name, ()):
+                        if index in passed:
+                            acc |= passed[index]
+                            for other in words(index) & tainted:
+                                if other != name:
+                                    acc |= reach[other]
+                    changed |= len(acc) != size
+            for index in candidates:
+                mine = set(own[index])
+                for name in words(index) & tainted:
+                    mine |= reach[name]
+                if mine and triggers.met(mine):
+                    hot.add(index)
+        if not hot:
+            self.stats["skipped"] += 1
+            return True
+        # Every statement that may bind a name a scanned statement uses is scanned too.
+        selected = set(hot)
+        queue = list(hot)
+        seen_names: set[str] = set()
+        while queue:
+            index = queue.pop()
+            for name in words(index) - seen_names:
+                seen_names.add(name)
+                for binder in binders.get(name, ()):
+                    if binder not in selected:
+                        selected.add(binder)
+                        queue.append(binder)
+        roots: list[tuple[ast.Module, int, int]] = []  # tree, line offset, first occurrence of the same text
+        first: dict[str, int] = {}
+        for index in sorted(selected):
+            source = chunks.sources[index]
+            prepared = self._parsed(source)
+            if prepared.tree is None:
+                self.stats["fallback"] += 1
+                return False
+            roots.append((prepared.tree, chunks.lines[index] + prepared.line_offset,
+                          first.setdefault(source, len(roots))))
+        self.stats["incremental"] += 1
+        self._scan_roots(roots, aliases, out)
+        return True
+
+    def _scan_roots(self, roots: list[tuple[ast.Module, int, int]], aliases: Mapping[str, str],
+                    out: list[_Observation]) -> None:
+        outs: list[list[_Observation]] = [[] for _ in roots]
+        scan = _Scan(self, aliases, outs[0])
+        # Breadth first over all statements together, as the whole-cell walk orders them.
+        nodes: list[ast.AST] = []
+        offsets: list[int] = []
+        owners: list[int] = []
+        for owner, (tree, offset, _) in enumerate(roots):
+            for statement in tree.body:
+                nodes.append(statement)
+                offsets.append(offset)
+                owners.append(owner)
+        index = 0
+        while index < len(nodes):
+            node = nodes[index]
+            offset = offsets[index]
+            owner = owners[index]
+            index += 1
+            for name in _child_fields(type(node)):
+                value = getattr(node, name, None)
+                if type(value) is list:
+                    for item in value:
+                        if isinstance(item, ast.AST):
+                            nodes.append(item)
+                            offsets.append(offset)
+                            owners.append(owner)
+                elif isinstance(value, ast.AST):
+                    nodes.append(value)
+                    offsets.append(offset)
+                    owners.append(owner)
+        scan.collect(nodes, offsets, outs, owners)
+        imported_only = [len(found) for found in outs]
+        current = -1
+        for node, offset, owner in zip(nodes, offsets, owners, strict=True):
+            if roots[owner][2] != owner:
+                continue  # the same statement text again: its observations are copied below
+            if owner != current:
+                current = owner
+                scan.offset = offset
+                scan.out = outs[owner]
+            scan.visit((node,))
+        for owner, (_, offset, original) in enumerate(roots):
+            if original != owner:
+                shift = offset - roots[original][1]
+                outs[owner].extend(_shifted(obs, shift) for obs in outs[original][imported_only[original]:])
+        for found in outs:
+            out.extend(found)
 
     def scan_code(self, code: str, aliases: Mapping[str, str], out: list[_Observation], *, depth: int,
                   host: Span | None, ipython: bool) -> str | None:

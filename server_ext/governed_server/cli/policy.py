@@ -23,8 +23,9 @@ def register(subparsers: Any) -> None:
         help="check a policy file or explain the decision for a cell",
         description="Validate governance policy files and explain how a cell is classified.",
     )
-    actions = parser.add_subparsers(title="actions", metavar="ACTION", dest="policy_action",
-                                    parser_class=type(parser))
+    actions = parser.add_subparsers(
+        title="actions", metavar="ACTION", dest="policy_action", parser_class=type(parser)
+    )
     check = actions.add_parser(
         "check",
         help="validate a policy file; print its version and a summary",
@@ -42,8 +43,11 @@ def register(subparsers: Any) -> None:
     )
     explain.add_argument("cell", metavar="CELLFILE|-", help="cell source file, notebook, or - for stdin")
     explain.add_argument("--policy", metavar="FILE", help="policy file (default: GOVERNED_POLICY or bundled)")
-    explain.add_argument("--json", action="store_true",
-                         help="print JSON: decision, rules [id, action, reason, span], policy_version")
+    explain.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON: decision, rules [id, action, reason, span], policy_version",
+    )
     explain.set_defaults(handler=run_explain)
     parser.set_defaults(handler=lambda args: _usage(parser))
 
@@ -75,7 +79,8 @@ def summarize(policy: Any) -> dict[str, Any]:
         "rules": {"total": len(policy.rules), **{a: actions.get(a, 0) for a in ("allow", "approve", "deny")}},
         "required_approvers": approvals.required_approvers,
         "pending_ttl_minutes": approvals.pending_ttl_minutes,
-        "approval_validity": approvals.validity if approvals.validity == "once"
+        "approval_validity": approvals.validity
+        if approvals.validity == "once"
         else f"window of {approvals.window_minutes} minutes",
         "audit_retention_days": policy.audit.retention_days,
         "checkpoint_interval_minutes": policy.audit.checkpoint_interval_minutes,
@@ -90,7 +95,9 @@ def run_check(args: argparse.Namespace) -> int:
     print(f"{summary['file']}: valid")
     rules = summary["rules"]
     rows = {
-        "name": summary["name"], "version": summary["version"], "mode": summary["mode"],
+        "name": summary["name"],
+        "version": summary["version"],
+        "mode": summary["mode"],
         "rules": f"{rules['total']} ({rules['allow']} allow, {rules['approve']} approve, "
         f"{rules['deny']} deny)",
         "approvers": f"{summary['required_approvers']} distinct, requests expire after "
@@ -111,8 +118,11 @@ def _read_cells(spec: str) -> list[str]:
     if spec.endswith(".ipynb"):
         try:
             notebook = json.loads(text)
-            return ["".join(c["source"]) if isinstance(c["source"], list) else c["source"]
-                    for c in notebook["cells"] if c.get("cell_type") == "code"]
+            return [
+                "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+                for c in notebook["cells"]
+                if c.get("cell_type") == "code"
+            ]
         except (ValueError, KeyError, TypeError) as error:
             raise CLIError(f"{spec} is not a readable notebook: {error}", EXIT_USAGE) from None
     return [text]
@@ -133,9 +143,19 @@ def run_explain(args: argparse.Namespace) -> int:
         else:
             overall = max((d.action for d in decisions), key=strictness, default="allow")
             rules = [{**f.to_dict(), "cell": index} for index, d in enumerate(decisions) for f in d.findings]
-            print(json.dumps({"decision": overall, "mode": policy.mode, "policy_version": policy.version,
-                              "rules": rules, "cells": [d.to_dict() for d in decisions]},
-                             indent=2, ensure_ascii=False))
+            print(
+                json.dumps(
+                    {
+                        "decision": overall,
+                        "mode": policy.mode,
+                        "policy_version": policy.version,
+                        "rules": rules,
+                        "cells": [d.to_dict() for d in decisions],
+                    },
+                    indent=2,
+                    ensure_ascii=False,
+                )
+            )
         return EXIT_OK
     print(f"policy {policy.name} ({policy.version[:19]}), mode {policy.mode}")
     for index, decision in enumerate(decisions):
