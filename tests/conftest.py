@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from governance_service import GovernanceService, write_test_policy  # type: ignore[import-not-found]
 from pgcluster import PgCluster, PgUnavailable  # type: ignore[import-not-found]
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
@@ -61,3 +62,14 @@ def db_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iter
         yield url
     finally:
         cluster.drop_database(url.rsplit("/", 1)[1])
+
+
+@pytest.fixture(scope="session")
+def governance_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GovernanceService]:
+    """One ``jupyter governance serve`` for the session (SQLite), with named test users."""
+    root = tmp_path_factory.mktemp("governance-service")
+    service = GovernanceService(root=root, policy_path=write_test_policy(root / "policy.yaml")).start()
+    try:
+        yield service
+    finally:
+        service.stop()

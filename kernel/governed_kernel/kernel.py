@@ -1,7 +1,6 @@
-"""The governed IPython kernel.
-
-The per-cell pipeline (classify, approve, run, record) hangs off this class; this module keeps
-the kernel's identity (what ``kernel_info`` reports) in one place.
+"""The governed IPython kernel: ipykernel's kernel with every execute request going through the
+:class:`~governed_kernel.governor.Governor` (classify → approve → record → run under the guard →
+record), and the kernel's identity (what ``kernel_info`` reports) in one place.
 """
 
 from __future__ import annotations
@@ -11,14 +10,19 @@ from typing import Any
 from ipykernel.ipkernel import IPythonKernel
 
 from governed_kernel._version import __version__
+from governed_kernel.governor import Cell, Governor
 
 
 class GovernedKernel(IPythonKernel):
-    """An :class:`IPythonKernel` that reports itself as the governed kernel."""
+    """An :class:`IPythonKernel` whose cells are policy-checked, approved when needed and audited."""
 
     implementation = "governed_kernel"
     implementation_version = __version__
     banner = f"Python 3 (governed) — governed_kernel {__version__}"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]
+        self.governor = Governor(self)
 
     @property
     def kernel_info(self) -> dict[str, Any]:
@@ -28,3 +32,30 @@ class GovernedKernel(IPythonKernel):
             {"text": "Governed kernel", "url": "https://github.com/governed-kernel/governed-kernel#readme"},
         ]
         return info
+
+    async def do_execute(
+        self,
+        code: str,
+        silent: bool,
+        store_history: bool = True,
+        user_expressions: dict[str, Any] | None = None,
+        allow_stdin: bool = False,
+        *,
+        cell_meta: dict[str, Any] | None = None,
+        cell_id: str | None = None,
+    ) -> dict[str, Any]:
+        cell = Cell(code=code, cell_id=cell_id or "", silent=silent, store_history=store_history)
+
+        async def run() -> dict[str, Any]:
+            reply: dict[str, Any] = await super(GovernedKernel, self).do_execute(  # type: ignore[no-untyped-call]
+                code,
+                silent,
+                store_history,
+                user_expressions,
+                allow_stdin,
+                cell_meta=cell_meta,
+                cell_id=cell_id,
+            )
+            return reply
+
+        return await self.governor.execute(cell, run)

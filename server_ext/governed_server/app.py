@@ -15,7 +15,7 @@ from traitlets import Bool, Dict, Float, List, Unicode, default
 
 from governed_kernel import KERNEL_NAME
 from governed_kernel._version import __version__
-from governed_kernel.resources import default_policy_path
+from governed_kernel.resources import POLICY_ENV, default_policy_path
 from governed_server import EXTENSION_NAME
 from governed_server.credentials import SERVICE_URL_ENV, TOKEN_ENV, USER_ENV
 from governed_server.handlers import API_PREFIX, default_handlers
@@ -184,7 +184,13 @@ class GovernedServerApp(ExtensionApp):
         if self.service is None:
             return {}
         token = self.service.credentials.mint(kernel_id, username)
-        return {SERVICE_URL_ENV: self.service_url(), TOKEN_ENV: token, USER_ENV: username}
+        return {
+            SERVICE_URL_ENV: self.service_url(),
+            TOKEN_ENV: token,
+            USER_ENV: username,
+            # The kernel classifies with the policy the service enforces (versions must match).
+            POLICY_ENV: str(self.policy_file),
+        }
 
     def revoke_kernel(self, kernel_id: str) -> None:
         if self.service is not None:

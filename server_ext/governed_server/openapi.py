@@ -46,7 +46,7 @@ def build() -> dict[str, Any]:
         path = _openapi_path(pattern)
         item: dict[str, Any] = {}
         parameters = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
             for name in re.findall(r"\{(\w+)\}", path)
         ]
         for method in METHODS:

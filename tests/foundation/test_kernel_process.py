@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -20,9 +21,9 @@ TIMEOUT = 60
 
 
 @pytest.fixture(scope="module")
-def kernel() -> Iterator[tuple[KernelManager, BlockingKernelClient]]:
+def kernel(governance_service: Any) -> Iterator[tuple[KernelManager, BlockingKernelClient]]:
     manager = KernelManager(kernel_name=KERNEL_NAME)
-    manager.start_kernel()
+    manager.start_kernel(env={**os.environ, **governance_service.kernel_env("alice")})
     client = manager.client()
     client.start_channels()
     client.wait_for_ready(timeout=TIMEOUT)
@@ -35,7 +36,8 @@ def execute(client: BlockingKernelClient, code: str) -> tuple[dict[str, Any], li
     """Run code; return the execute_reply content and the iopub messages of that request."""
     msg_id = client.execute(code)
     reply = client.get_shell_msg(timeout=TIMEOUT)
-    assert reply["parent_header"]["msg_id"] == msg_id
+    while reply["parent_header"].get("msg_id") != msg_id:  # a late reply to an earlier request
+        reply = client.get_shell_msg(timeout=TIMEOUT)
     outputs: list[dict[str, Any]] = []
     while True:
         msg = client.get_iopub_msg(timeout=TIMEOUT)
@@ -111,7 +113,7 @@ def test_module_entry_point_accepts_a_connection_file(tmp_path: Path) -> None:
     from jupyter_client.connect import write_connection_file
 
     connection_file, _ = write_connection_file(str(tmp_path / "kernel.json"), ip="127.0.0.1")
-    process = subprocess.Popen([sys.executable, "-m", "governed_kernel", "-f", connection_file])
+    process = subprocess.Popen([sys.executable, "-m", "governed_kernel", "-f", connection_file])  # no service
     client = BlockingKernelClient(connection_file=connection_file)
     client.load_connection_file()
     client.start_channels()
@@ -125,3 +127,26 @@ def test_module_entry_point_accepts_a_connection_file(tmp_path: Path) -> None:
         client.stop_channels()
         if process.poll() is None:
             process.kill()
+
+
+def test_without_a_governance_service_no_cell_runs(tmp_path: Path) -> None:
+    """Fail closed: a governed kernel with no service refuses every cell and says how to set it up."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("GOVERNED_")}
+    manager = KernelManager(kernel_name=KERNEL_NAME)
+    manager.start_kernel(env=environment)
+    client = manager.client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=TIMEOUT)
+        marker = tmp_path / "ran"
+        reply, outputs = execute(client, f"open({str(marker)!r}, 'w').write('x'); 1 + 1")
+        assert reply["status"] == "error"
+        assert reply["ename"] == "GovernanceUnavailable"
+        assert "not connected to a governance service" in reply["evalue"]
+        assert "jupyter governance run" in reply["evalue"]
+        assert not marker.exists()
+        errors = [m for m in outputs if m["msg_type"] == "error"]
+        assert errors and errors[0]["content"]["ename"] == "GovernanceUnavailable"
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)

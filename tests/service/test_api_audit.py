@@ -76,3 +76,20 @@ async def test_approval_transitions_are_in_the_chain_and_verify_passes(api: Api,
     assert status == 200
     assert report["ok"] is True, report
     assert report["valid"] == report["total"] >= 4
+
+
+async def test_a_person_mints_and_revokes_a_batch_credential_for_themselves(api: Api, governance: Any) -> None:
+    status, minted = await api("alice", "POST", "credentials")
+    assert status == 201
+    assert minted["user"] == "alice" and minted["kernel_id"].startswith("batch-")
+    kernel = ("kernel", minted["token"])
+    status, body = await api(kernel, "POST", "kernel/audit", {"records": [{"event_type": "cell.start"}]})
+    assert status == 201
+    _, listing = await api("dave", "GET", "audit", params={"kernel_id": minted["kernel_id"]})
+    assert [r["user"] for r in listing["records"]] == ["alice"]
+
+    assert (await api("bob", "DELETE", f"credentials/{minted['kernel_id']}"))[0] == 403
+    status, revoked = await api("alice", "DELETE", f"credentials/{minted['kernel_id']}")
+    assert (status, revoked["revoked"]) == (200, 1)
+    assert (await api(kernel, "POST", "kernel/audit", {"records": [{"event_type": "cell.start"}]}))[0] == 403
+    assert (await api("alice", "DELETE", "credentials/batch-unknown"))[0] == 404

@@ -18,6 +18,8 @@ PEOPLE_ENDPOINTS = [
     ("POST", f"approvals/{ID}/cancel"),
     ("GET", "audit"),
     ("GET", "audit/verify"),
+    ("POST", "credentials"),
+    ("DELETE", "credentials/batch-00000000-0000-4000-8000-000000000000"),
 ]
 KERNEL_ENDPOINTS = [
     ("POST", "kernel/approvals"),

@@ -11,6 +11,7 @@ from governed_server.handlers.approvals import (
     ApprovalListHandler,
 )
 from governed_server.handlers.audit import AuditQueryHandler, AuditVerifyHandler
+from governed_server.handlers.credentials import CredentialHandler, CredentialsHandler
 from governed_server.handlers.health import HealthHandler
 from governed_server.handlers.kernel import (
     KernelApprovalHandler,
@@ -36,6 +37,8 @@ def default_handlers() -> list[tuple[str, Any]]:
         (f"approvals/{_ID}/cancel", ApprovalCancelHandler),
         ("audit", AuditQueryHandler),
         ("audit/verify", AuditVerifyHandler),
+        ("credentials", CredentialsHandler),
+        (r"credentials/(?P<kernel_id>[A-Za-z0-9_.-]{1,64})", CredentialHandler),
         ("kernel/approvals", KernelApprovalsHandler),
         (f"kernel/approvals/{_ID}/wait", KernelApprovalHandler),
         (f"kernel/approvals/{_ID}/use", KernelConsumeHandler),

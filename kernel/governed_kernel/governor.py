@@ -1,0 +1,468 @@
+"""The per-cell pipeline of the governed kernel: classify → approve → record start → run → record end.
+
+Every step fails closed: if the policy did not load, the service is unreachable, an approval is
+refused or the start record cannot be delivered, the cell does not run, and the analyst gets an
+error that says what happened and what to do. The end record is buffered durably when it cannot be
+delivered, and sent before the next cell runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from governed_kernel.audit_buffer import AuditBuffer
+from governed_kernel.client import (
+    SETUP_HINT,
+    ApprovalRefused,
+    GovernanceClient,
+    GovernanceUnavailable,
+    ServiceConfig,
+)
+from governed_kernel.masking import Masker, MaskingConfig, MaskingError
+from governed_kernel.policy import (
+    Classifier,
+    Decision,
+    Policy,
+    PolicyError,
+    RuntimeGuard,
+    Violation,
+    aliases_from_namespace,
+    load_policy,
+)
+from governed_kernel.resources import default_policy_path
+from governed_kernel.status import ApprovalStatus
+
+CLAIMED_USER_ENV = "GOVERNED_USER"
+APPROVAL_TIMEOUT_ENV = "GOVERNED_APPROVAL_TIMEOUT"
+AUDIT_BUFFER_ENV = "GOVERNED_AUDIT_BUFFER"
+NOTEBOOK_ENV = "JPY_SESSION_NAME"
+WAIT_SLICE_S = 5.0
+"""Each long-poll lasts at most this long, so the waiting display's elapsed time stays current."""
+
+
+@dataclass
+class Cell:
+    """One execute request, as the pipeline sees it."""
+
+    code: str
+    cell_id: str
+    silent: bool
+    store_history: bool
+    notebook: str = ""
+
+    @property
+    def cell_hash(self) -> str:
+        return hashlib.sha256(self.code.encode("utf-8")).hexdigest()
+
+
+class CellBlocked(Exception):
+    """The cell must not run; ``ename``/``evalue`` become the error the analyst sees."""
+
+    def __init__(self, ename: str, evalue: str, *, outcome_event: str = "cell.blocked") -> None:
+        super().__init__(evalue)
+        self.ename = ename
+        self.evalue = evalue
+        self.outcome_event = outcome_event
+
+
+@dataclass
+class Approval:
+    request_id: str
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Governor:
+    """Holds the kernel's policy, classifier, runtime guard and service client; governs each cell."""
+
+    def __init__(self, kernel: Any, *, environ: dict[str, str] | None = None) -> None:
+        self.kernel = kernel
+        env = dict(os.environ if environ is None else environ)
+        self.setup_error: str | None = None
+        self.policy: Policy | None = None
+        self.masker = Masker()
+        try:
+            self.policy = load_policy(default_policy_path())
+            self.masker = Masker(MaskingConfig.from_mapping(self.policy.masking))
+        except PolicyError as error:
+            self.setup_error = f"the governance policy did not load, so no cell can run:\n{error}"
+        except (OSError, ValueError) as error:
+            self.setup_error = f"the governance policy could not be used, so no cell can run: {error}"
+        self.classifier = Classifier(self.policy) if self.policy else None
+        self.violations: list[Violation] = []
+        self.guard = RuntimeGuard(self.policy, on_violation=self.violations.append) if self.policy else None
+        config = ServiceConfig.from_environment(env)
+        self.client: GovernanceClient | None = GovernanceClient(config) if config else None
+        if config is None and self.setup_error is None:
+            self.setup_error = (
+                f"this kernel is not connected to a governance service, so no cell can run. {SETUP_HINT}"
+            )
+        self.buffer = AuditBuffer(Path(env.get(AUDIT_BUFFER_ENV) or self._default_buffer_path()))
+        self.claimed_user = env.get(CLAIMED_USER_ENV) or None
+        self.os_user = _os_user()
+        self.notebook = env.get(NOTEBOOK_ENV, "")
+        self.escalated: dict[str, Violation] = {}
+        timeout = env.get(APPROVAL_TIMEOUT_ENV)
+        ttl = self.policy.approvals.pending_ttl_minutes * 60.0 if self.policy else 0.0
+        self.approval_timeout = float(timeout) if timeout not in (None, "") else ttl
+
+    def _default_buffer_path(self) -> str:
+        connection = getattr(self.kernel, "connection_file", "") or ""
+        stem = Path(connection).stem or f"pid-{os.getpid()}"
+        base = Path(connection).parent if connection else Path.home() / ".local" / "share" / "jupyter"
+        return str(base / f"governed-audit-{stem}.jsonl")
+
+    # -- the pipeline --------------------------------------------------------------------------------
+
+    async def execute(self, cell: Cell, run: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+        """Govern one cell; ``run`` executes it with ipykernel and returns its reply content."""
+        approval: Approval | None = None
+        decision: Decision | None = None
+        try:
+            if self.setup_error is not None or self.policy is None or self.classifier is None:
+                raise CellBlocked("GovernanceUnavailable", self.setup_error or "no policy")
+            await self._flush_buffer()
+            decision = self._classify(cell)
+            action = self._effective_action(cell, decision)
+            if action == "deny":
+                await self._send([self._record("cell.denied", cell, decision, outcome="failure")])
+                raise CellBlocked("PolicyDenied", self._denied_message(decision))
+            if action == "approve":
+                approval = await self._obtain_approval(cell, decision)
+            await self._deliver_start(cell, decision, approval)
+        except CellBlocked as blocked:
+            return self._blocked(cell, blocked)
+        return await self._run(cell, decision, approval, run)
+
+    def _classify(self, cell: Cell) -> Decision:
+        assert self.classifier is not None
+        shell = getattr(self.kernel, "shell", None)
+        namespace = getattr(shell, "user_ns", {}) if shell is not None else {}
+        try:
+            return self.classifier.classify(cell.code, aliases_from_namespace(namespace))
+        except Exception as error:  # a classifier bug must not let the cell through
+            raise CellBlocked(
+                "GovernanceError", f"the cell could not be classified ({error!r}); it was not run"
+            ) from None
+
+    def _effective_action(self, cell: Cell, decision: Decision) -> str:
+        action: str = decision.action
+        if action == "allow" and cell.cell_hash in self.escalated:
+            action = "approve"  # it tripped the runtime guard last time: an approver must look
+        if decision.mode == "observe":
+            return "allow"
+        return action
+
+    async def _run(
+        self,
+        cell: Cell,
+        decision: Decision | None,
+        approval: Approval | None,
+        run: Callable[[], Awaitable[dict[str, Any]]],
+    ) -> dict[str, Any]:
+        ledger = getattr(getattr(self.kernel, "session", None), "ledger", None)
+        parent_id = _parent_msg_id(self.kernel)
+        if ledger is not None and parent_id:
+            ledger.begin(parent_id)
+        self.violations.clear()
+        started = time.monotonic()
+        reply: dict[str, Any] = {}
+        try:
+            with self._guarded(approval is None):
+                reply = await run()
+        finally:
+            duration = time.monotonic() - started
+            outputs = ledger.finish(parent_id) if ledger is not None and parent_id else None
+            violations = list(self.violations)
+            if violations and any(v.enforced for v in violations):
+                self.escalated[cell.cell_hash] = violations[0]
+            await self._deliver_end(cell, decision, approval, reply, duration, outputs, violations)
+        if any(v.enforced for v in violations):
+            self._hint_after_violation(violations[0])
+        return reply
+
+    @contextlib.contextmanager
+    def _guarded(self, active: bool) -> Iterator[None]:
+        if not active or self.guard is None:
+            yield
+            return
+        with self.guard.activate():
+            yield
+
+    # -- approvals -----------------------------------------------------------------------------------
+
+    async def _obtain_approval(self, cell: Cell, decision: Decision) -> Approval:
+        assert self.client is not None and self.policy is not None
+        escalation = self.escalated.get(cell.cell_hash)
+        rules = [
+            {
+                "id": f.rule_id,
+                "action": f.action,
+                "reason": f.reason,
+                "pci": list(f.pci),
+                "span": f.span.to_dict(),
+            }
+            for f in decision.findings
+            if f.action != "allow"
+        ]
+        if escalation is not None and not rules:
+            rules = [{"id": escalation.rule_id, "action": "approve",
+                      "reason": f"at run time the cell tried: {escalation.detail}"}]  # fmt: skip
+        body = {
+            "cell_hash": cell.cell_hash,
+            "code": self._mask(cell.code),
+            "policy_version": decision.policy_version,
+            "rules": rules,
+            "notebook_path": self._mask(cell.notebook or self.notebook)[:1024],
+            "cell_id": cell.cell_id[:128],
+        }
+        view = await self._service(self.client.request_approval(body), "open an approval request")
+        if view["status"] == "pending":
+            view = await self._wait_for_decision(view)
+        if view["status"] != "approved":
+            raise CellBlocked(*_refusal(view))
+        view = await self._service(self.client.use(view["id"], cell.cell_hash), "use the approval")
+        return Approval(request_id=view["id"], decisions=view.get("decisions", []))
+
+    async def _wait_for_decision(self, view: dict[str, Any]) -> dict[str, Any]:
+        assert self.client is not None and self.policy is not None
+        request_id = view["id"]
+        status = ApprovalStatus(view, self.policy)
+        if self.approval_timeout <= 0:
+            status.show_required()
+            raise CellBlocked(
+                "ApprovalRequired", status.required_message(), outcome_event="cell.awaiting_approval"
+            )
+        status.show()
+        deadline = time.monotonic() + self.approval_timeout
+        future = asyncio.ensure_future(self._wait_loop(request_id, status, deadline))
+        with self._cancel_on_interrupt(future):
+            try:
+                result = await future
+            except asyncio.CancelledError:
+                with contextlib.suppress(GovernanceUnavailable, ApprovalRefused):
+                    await self.client.cancel(request_id)
+                status.finish_interrupted()
+                raise CellBlocked(
+                    "KeyboardInterrupt",
+                    f"interrupted while waiting for approval; request {request_id} was cancelled",
+                ) from None
+        if result["status"] == "pending":
+            with contextlib.suppress(GovernanceUnavailable, ApprovalRefused):
+                await self.client.cancel(request_id)
+            status.finish_timed_out(self.approval_timeout)
+            raise CellBlocked(
+                "ApprovalTimeout",
+                f"no decision on request {request_id} within {self.approval_timeout:.0f} s; the request "
+                "was cancelled. Run the cell again to ask again.",
+            )
+        status.finish(result)
+        return result
+
+    async def _wait_loop(self, request_id: str, status: ApprovalStatus, deadline: float) -> dict[str, Any]:
+        assert self.client is not None
+        while True:
+            remaining = deadline - time.monotonic()
+            view = await self._service(
+                self.client.wait(request_id, max(0.0, min(WAIT_SLICE_S, remaining))), "wait for the decision"
+            )
+            if view["status"] != "pending" or deadline - time.monotonic() <= 0:
+                return view
+            status.update(view)
+
+    @contextlib.contextmanager
+    def _cancel_on_interrupt(self, future: asyncio.Future[Any]) -> Iterator[None]:
+        """An interrupt while waiting cancels the wait (and the request), never the kernel."""
+        cancel = getattr(self.kernel, "_cancel_on_sigint", None)
+        if cancel is None or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        with cancel(future):
+            yield
+
+    async def _service(self, call: Awaitable[dict[str, Any]], what: str) -> dict[str, Any]:
+        try:
+            return await call
+        except GovernanceUnavailable as error:
+            raise CellBlocked(
+                "GovernanceUnavailable", f"could not {what}: {error} The cell was not run."
+            ) from None
+        except ApprovalRefused as error:
+            raise CellBlocked(
+                "ApprovalRefused", f"could not {what}: {error}. The cell was not run."
+            ) from None
+
+    # -- audit ---------------------------------------------------------------------------------------
+
+    def _record(
+        self,
+        event_type: str,
+        cell: Cell,
+        decision: Decision | None,
+        *,
+        outcome: str = "success",
+        approval: Approval | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "event_type": event_type,
+            "outcome": outcome,
+            "claimed_user": self.claimed_user,
+            "notebook": self._mask(cell.notebook or self.notebook)[:1024],
+            "cell_id": cell.cell_id[:128],
+            "cell_hash": cell.cell_hash,
+            "code": self._mask(cell.code),
+            "policy_version": self.policy.version if self.policy else "",
+            "approval_id": approval.request_id if approval else None,
+            "details": {"os_user": self.os_user, "silent": cell.silent, **(details or {})},
+        }
+        if decision is not None:
+            record["details"]["decision"] = decision.to_dict()
+            record["tables"] = sorted({f.subject for f in decision.findings if f.criterion == "sql"})[:100]
+        return record
+
+    async def _deliver_start(self, cell: Cell, decision: Decision, approval: Approval | None) -> None:
+        record = self._record("cell.start", cell, decision, approval=approval)
+        if decision.mode == "observe" and decision.action != "allow":
+            record["details"]["observe_would_have"] = decision.action
+        await self._send([record])
+
+    async def _deliver_end(
+        self,
+        cell: Cell,
+        decision: Decision | None,
+        approval: Approval | None,
+        reply: dict[str, Any],
+        duration: float,
+        outputs: Any,
+        violations: list[Violation],
+    ) -> None:
+        status = reply.get("status", "error")
+        details: dict[str, Any] = {
+            "status": status,
+            "duration_ms": round(duration * 1000, 3),
+            "execution_count": reply.get("execution_count"),
+        }
+        if status == "error":
+            details["error"] = self._mask(f"{reply.get('ename', '')}: {reply.get('evalue', '')}")[:2000]
+        if violations:
+            details["violations"] = [v.to_dict() for v in violations[:20]]
+        record = self._record(
+            "cell.end", cell, None, outcome="success" if status == "ok" else "failure", approval=approval,
+            details=details,
+        )  # fmt: skip
+        if outputs is not None:
+            record.update(
+                output=outputs.text, output_sha256=outputs.sha256, output_size=outputs.size,
+                masking=dict(outputs.counts),
+            )  # fmt: skip
+            if getattr(outputs, "dropped", 0):
+                record["details"]["dropped_outputs"] = outputs.dropped
+        try:
+            await self._send([record])
+        except CellBlocked:
+            # The cell already ran: keep its record on disk and deliver it before the next cell runs.
+            self.buffer.append([record])
+
+    async def _send(self, records: list[dict[str, Any]]) -> None:
+        assert self.client is not None
+        try:
+            await self.client.send_audit(records)
+        except (GovernanceUnavailable, ApprovalRefused) as error:
+            raise CellBlocked(
+                "AuditUnavailable",
+                f"the audit record could not be delivered, so the cell was not run: {error}",
+            ) from None
+
+    async def _flush_buffer(self) -> None:
+        pending = self.buffer.pending()
+        if not pending:
+            return
+        for start in range(0, len(pending), 200):
+            await self._send(pending[start : start + 200])
+        self.buffer.clear()
+
+    # -- replies -------------------------------------------------------------------------------------
+
+    def _blocked(self, cell: Cell, blocked: CellBlocked) -> dict[str, Any]:
+        """An error reply (status ``error``, so Run All and nbclient stop) and the matching iopub error."""
+        kernel = self.kernel
+        shell = getattr(kernel, "shell", None)
+        if shell is not None and cell.store_history:
+            shell.execution_count += 1  # a refused cell still takes its number
+        evalue = self._mask(blocked.evalue)
+        content = {
+            "ename": blocked.ename,
+            "evalue": evalue,
+            "traceback": [f"\x1b[0;31m{blocked.ename}\x1b[0m: {line}" if i == 0 else line
+                          for i, line in enumerate(evalue.splitlines() or [""])],
+        }  # fmt: skip
+        if not cell.silent and hasattr(kernel, "send_response"):
+            kernel.send_response(kernel.iopub_socket, "error", content)
+        count = shell.execution_count - 1 if shell is not None else 0
+        return {"status": "error", "execution_count": count, **content}
+
+    def _denied_message(self, decision: Decision) -> str:
+        lines = ["the governance policy does not allow this cell, so it was not run:"]
+        for finding in decision.findings:
+            if finding.action == "deny":
+                pci = f" (PCI DSS {', '.join(finding.pci)})" if finding.pci else ""
+                lines.append(f"  rule {finding.rule_id} at line {finding.span}: {finding.reason}{pci}")
+        return "\n".join(lines)
+
+    def _hint_after_violation(self, violation: Violation) -> None:
+        print(
+            f"\n[governance] rule {violation.rule_id} stopped this cell at run time ({violation.detail}). "
+            "Run the cell again to send it to an approver.",
+            flush=True,
+        )
+
+    def _mask(self, text: str) -> str:
+        try:
+            return self.masker.mask_text(text)[0]
+        except MaskingError:
+            return "[masking failed: text withheld]"
+
+    async def close(self) -> None:
+        if self.client is not None:
+            with contextlib.suppress(Exception):
+                await self._flush_buffer()
+            await self.client.aclose()
+
+
+def _refusal(view: dict[str, Any]) -> tuple[str, str]:
+    status = view.get("status")
+    request_id = view.get("id")
+    decisions = [d for d in view.get("decisions", []) if d.get("decision") == "deny"]
+    if status == "denied" and decisions:
+        who, why = decisions[-1].get("approver"), decisions[-1].get("reason")
+        return "ApprovalDenied", f"denied by {who}: {why} (request {request_id}); the cell was not run"
+    if status == "expired":
+        return (
+            "ApprovalExpired",
+            f"request {request_id} expired without a decision; run the cell again to ask again",
+        )
+    return "ApprovalNotGranted", f"request {request_id} is {status}; the cell was not run"
+
+
+def _parent_msg_id(kernel: Any) -> str:
+    getter = getattr(kernel, "get_parent", None)
+    parent = getter("shell") if getter is not None else getattr(kernel, "_parent_header", {})
+    header = (parent or {}).get("header", {})
+    return str(header.get("msg_id", ""))
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return str(os.getuid())

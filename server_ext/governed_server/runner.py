@@ -1,0 +1,236 @@
+"""Governed batch runs: a notebook executed with nbclient on ``governed-python``, same controls as Lab.
+
+The kernel needs a governance service and a credential. Either the caller names a service (URL and
+the user's own token: the service mints a credential bound to that user) or the run starts an
+embedded one on the configured store — by default the same SQLite file JupyterLab uses on this
+machine, so an approver working in Lab sees the run's requests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from governed_kernel import KERNEL_NAME
+from governed_kernel.masking import Masker, MaskingConfig
+from governed_kernel.policy import load_policy
+from governed_kernel.resources import POLICY_ENV, default_policy_path
+
+EXIT_OK = 0
+EXIT_CELL_ERROR = 1
+EXIT_USAGE = 2
+EXIT_APPROVAL_REQUIRED = 3
+EXIT_GOVERNANCE = 4
+
+APPROVAL_ENAMES = {"ApprovalRequired", "ApprovalTimeout"}
+GOVERNANCE_ENAMES = {
+    "GovernanceUnavailable", "AuditUnavailable", "GovernanceError", "PolicyDenied", "ApprovalDenied",
+    "ApprovalExpired", "ApprovalRefused", "ApprovalNotGranted",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class KernelAccess:
+    """What the kernel needs to reach the service."""
+
+    api_url: str
+    token: str
+    kernel_id: str
+    user: str
+
+
+@dataclass
+class RunResult:
+    exit_code: int
+    message: str
+    cells_run: int = 0
+
+
+class RunError(Exception):
+    def __init__(self, message: str, exit_code: int = EXIT_GOVERNANCE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def embedded_service(db_url: str, policy_path: Path, workdir: Path) -> Iterator[KernelAccess]:
+    """``jupyter governance serve`` on loopback for the run, and a credential for the OS user."""
+    from governed_server.credentials import CredentialIssuer
+    from governed_server.store import StoreError, open_store
+
+    try:
+        store = open_store(db_url)
+    except StoreError as error:
+        raise RunError(f"cannot open the governance store: {error}") from None
+    user = getpass.getuser()
+    kernel_id = f"batch-{os.getpid()}-{int(time.time())}"
+    try:
+        token = CredentialIssuer(store, server_id="jupyter governance run").mint(kernel_id, user)
+    finally:
+        store.close()
+    port = _free_port()
+    argv = [
+        sys.executable, "-m", "governed_server.cli", "serve", f"--port={port}", "--",
+        f"--GovernedServerApp.policy_path={policy_path}", f"--GovernedServerApp.db_url={db_url}",
+        "--ServerApp.log_level=WARN",
+    ]  # fmt: skip
+    if os.geteuid() == 0:
+        argv.insert(5, "--allow-root")
+    log_path = workdir / "governance-service.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    api_url = f"http://127.0.0.1:{port}/governance/api/"
+    try:
+        _wait_until_up(api_url, process, log_path)
+        yield KernelAccess(api_url=api_url, token=token, kernel_id=kernel_id, user=user)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        _revoke_locally(db_url, kernel_id)
+
+
+def _wait_until_up(api_url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RunError(f"the embedded governance service exited:\n{log_path.read_text()[-2000:]}")
+        try:
+            # Any HTTP answer (401/403 without a user token) means the server is listening.
+            httpx.get(api_url + "health", timeout=2)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RunError("the embedded governance service did not start within 60 s")
+
+
+def _revoke_locally(db_url: str, kernel_id: str) -> None:
+    from governed_server.credentials import CredentialIssuer
+    from governed_server.store import open_store
+
+    store = open_store(db_url)
+    try:
+        CredentialIssuer(store).revoke(kernel_id)
+    finally:
+        store.close()
+
+
+@contextmanager
+def remote_service(url: str, token: str) -> Iterator[KernelAccess]:
+    """A service named by URL: the user's token mints a credential bound to that user."""
+    base = url.rstrip("/") + "/governance/api/"
+    headers = {"Authorization": f"token {token}"}
+    try:
+        response = httpx.post(base + "credentials", json={}, headers=headers, timeout=30)
+    except httpx.HTTPError as error:
+        raise RunError(f"cannot reach the governance service at {url}: {error}") from None
+    if response.status_code != 201:
+        raise RunError(
+            f"the governance service refused a credential (HTTP {response.status_code}): "
+            f"{response.text[:300]}"
+        )
+    minted = response.json()
+    try:
+        yield KernelAccess(
+            api_url=base, token=minted["token"], kernel_id=minted["kernel_id"], user=minted["user"]
+        )
+    finally:
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.delete(base + f"credentials/{minted['kernel_id']}", headers=headers, timeout=30)
+
+
+def run_notebook(
+    notebook_path: Path,
+    *,
+    output: Path | None,
+    access: KernelAccess,
+    timeout: float | None,
+    wait_for_approval: float,
+    kernel_name: str = KERNEL_NAME,
+    policy_path: Path | None = None,
+) -> RunResult:
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    notebook = nbformat.read(notebook_path, as_version=4)  # type: ignore[no-untyped-call]
+    env = {
+        **os.environ,
+        "GOVERNED_SERVICE_URL": access.api_url,
+        "GOVERNED_KERNEL_TOKEN": access.token,
+        "GOVERNED_APPROVAL_TIMEOUT": str(wait_for_approval),
+        "JPY_SESSION_NAME": str(notebook_path),
+    }
+    if policy_path is not None:
+        env[POLICY_ENV] = str(policy_path)
+    client = NotebookClient(
+        notebook, kernel_name=kernel_name, timeout=int(timeout) if timeout else None,
+        resources={"metadata": {"path": str(notebook_path.parent.resolve())}},
+    )  # fmt: skip
+    masker = _masker(policy_path)
+    result = RunResult(EXIT_OK, f"{notebook_path}: all cells ran")
+    try:
+        client.execute(env=env)
+    except CellExecutionError as error:
+        ename = getattr(error, "ename", "")
+        code = (
+            EXIT_APPROVAL_REQUIRED if ename in APPROVAL_ENAMES
+            else EXIT_GOVERNANCE if ename in GOVERNANCE_ENAMES
+            else EXIT_CELL_ERROR
+        )  # fmt: skip
+        result = RunResult(
+            code, masker.mask_text(f"{notebook_path}: {ename}: {getattr(error, 'evalue', error)}")[0]
+        )
+    except CellTimeoutError as error:
+        result = RunResult(
+            EXIT_CELL_ERROR, masker.mask_text(f"{notebook_path}: a cell timed out: {error}")[0]
+        )
+    except DeadKernelError as error:
+        result = RunResult(EXIT_CELL_ERROR, f"{notebook_path}: the kernel died: {error}")
+    except RuntimeError as error:  # the kernel did not start, etc.
+        result = RunResult(EXIT_GOVERNANCE, masker.mask_text(f"{notebook_path}: {error}")[0])
+    finally:
+        if output is not None:
+            nbformat.write(notebook, output)  # type: ignore[no-untyped-call]
+    result.cells_run = sum(
+        1 for cell in notebook.cells if cell.get("cell_type") == "code" and cell.get("outputs")
+    )
+    return result
+
+
+def _masker(policy_path: Path | None) -> Masker:
+    try:
+        policy = load_policy(policy_path or default_policy_path())
+        return Masker(MaskingConfig.from_mapping(policy.masking))
+    except Exception:
+        return Masker()
+
+
+def describe_exit(code: int) -> str:
+    return {
+        EXIT_OK: "success",
+        EXIT_CELL_ERROR: "a cell raised an error",
+        EXIT_USAGE: "usage error",
+        EXIT_APPROVAL_REQUIRED: "a cell needs approval",
+        EXIT_GOVERNANCE: "governance refused or failed",
+    }.get(code, "unknown")

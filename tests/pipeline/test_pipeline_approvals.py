@@ -1,0 +1,190 @@
+"""The governed kernel's gate, end to end: a real kernel, a real governance service, a real approver."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pipeline_helpers import governed_kernel, unique, when_waiting  # type: ignore[import-not-found]
+
+
+@pytest.fixture
+def kernel(governance_service: Any) -> Any:
+    with governed_kernel(governance_service, GOVERNED_APPROVAL_TIMEOUT="60") as running:
+        yield running
+
+
+def test_safe_cells_run_and_are_audited_start_then_end(kernel: Any, governance_service: Any) -> None:
+    marker = unique("safe-")
+    result = kernel.execute(f"value = {marker!r}\nprint(value)")
+    assert result.status == "ok"
+    assert marker in result.text
+    records = [r for r in governance_service.audit(user="alice") if marker in r["data"].get("code", "")]
+    assert [r["event_type"] for r in records] == ["cell.start", "cell.end"]
+    assert records[0]["seq"] < records[1]["seq"]
+    assert records[1]["outcome"] == "success"
+    assert records[1]["data"]["details"]["status"] == "ok"
+    assert records[0]["resource"]["cell_hash"] == records[1]["resource"]["cell_hash"]
+
+
+def test_approved_cell_runs_and_shows_who_approved(kernel: Any, governance_service: Any) -> None:
+    marker = unique("shell-")
+    approve = when_waiting(
+        governance_service, lambda r: governance_service.decide(r["id"], "approve", "read only")
+    )
+    result = kernel.execute(f"!echo {marker}", while_running=approve)
+    assert result.status == "ok", result.text
+    assert marker in result.text
+    assert result.statuses()[0] == "waiting" and result.statuses()[-1] == "approved"
+    assert "Approved by bob: read only" in result.text
+    events = [
+        r["event_type"] for r in governance_service.audit(user="alice") if marker in r["data"].get("code", "")
+    ]
+    assert events == ["approval.requested", "cell.start", "cell.end"]
+    start = [r for r in governance_service.audit(user="alice") if r["event_type"] == "cell.start"][-1]
+    assert start["data"]["approval_id"]
+
+
+def test_denied_cell_does_not_run_and_replies_error(
+    kernel: Any, governance_service: Any, tmp_path: Any
+) -> None:
+    target = tmp_path / unique("denied-")
+    deny = when_waiting(
+        governance_service, lambda r: governance_service.decide(r["id"], "deny", "no shell today")
+    )
+    result = kernel.execute(f"!touch {target}", while_running=deny)
+    assert result.status == "error"
+    assert result.reply["ename"] == "ApprovalDenied"
+    assert "denied by bob: no shell today" in result.reply["evalue"]
+    assert not target.exists()
+    assert result.statuses()[-1] == "denied"
+
+
+def test_edited_cell_needs_a_new_approval_and_the_same_cell_reuses_it(
+    kernel: Any, governance_service: Any
+) -> None:
+    marker = unique("reuse-")
+    approve = when_waiting(governance_service, lambda r: governance_service.decide(r["id"], "approve", "ok"))
+    assert kernel.execute(f"!echo {marker}", while_running=approve).status == "ok"
+    again = kernel.execute(f"!echo {marker}")  # same source, inside the policy's window: no new request
+    assert again.status == "ok" and marker in again.text
+    assert again.statuses() == []
+
+    seen: list[dict[str, Any]] = []
+
+    def record_and_deny(request: dict[str, Any]) -> None:
+        seen.append(request)
+        governance_service.decide(request["id"], "deny", "edited")
+
+    edited = kernel.execute(
+        f"!echo {marker} edited", while_running=when_waiting(governance_service, record_and_deny)
+    )
+    assert edited.status == "error"
+    assert seen and seen[0]["code"] == f"!echo {marker} edited"
+
+
+def test_interrupt_while_waiting_cancels_the_request_and_keeps_the_kernel(
+    kernel: Any, governance_service: Any
+) -> None:
+    marker = unique("interrupt-")
+    requests: list[dict[str, Any]] = []
+
+    def interrupt(request: dict[str, Any]) -> None:
+        requests.append(request)
+        kernel.manager.interrupt_kernel()
+
+    result = kernel.execute(f"!echo {marker}", while_running=when_waiting(governance_service, interrupt))
+    assert result.status == "error"
+    assert result.reply["ename"] == "KeyboardInterrupt"
+    assert "cancelled" in result.reply["evalue"]
+    assert kernel.manager.is_alive()
+    status = governance_service.as_user("bob").get(f"approvals/{requests[0]['id']}").json()["status"]
+    assert status == "cancelled"
+    after = kernel.execute("print('still here')")
+    assert after.status == "ok" and "still here" in after.text
+
+
+def test_no_decision_within_the_timeout_fails_closed(governance_service: Any) -> None:
+    with governed_kernel(governance_service, GOVERNED_APPROVAL_TIMEOUT="2") as kernel:
+        started = time.monotonic()
+        result = kernel.execute(f"!echo {unique()}")
+        assert result.status == "error"
+        assert result.reply["ename"] == "ApprovalTimeout"
+        assert time.monotonic() - started < 30
+
+
+def test_a_denied_rule_never_runs_and_run_all_stops(kernel: Any) -> None:
+    count_before = kernel.execute("1").reply["execution_count"]
+    result = kernel.execute("import sys\nsys.addaudithook(lambda *a: None)")
+    assert result.status == "error"
+    assert result.reply["ename"] == "PolicyDenied"
+    assert "rule" in result.reply["evalue"]
+    assert result.reply["execution_count"] == count_before + 1
+
+
+def test_what_static_rules_cannot_see_is_stopped_at_run_time_then_sent_for_approval(
+    kernel: Any, governance_service: Any
+) -> None:
+    target = Path("/var/tmp") / unique("governed-write-")
+    code = f"with open({str(target)!r}, 'w') as handle:\n    handle.write('data')"
+    try:
+        first = kernel.execute(code)
+        assert first.status == "error"
+        assert first.reply["ename"] == "PermissionError"
+        assert "file-writes" in first.text
+        assert "Run the cell again to send it to an approver" in first.text
+        assert not target.exists()
+        seen: list[dict[str, Any]] = []
+
+        def approve(request: dict[str, Any]) -> None:
+            seen.append(request)
+            governance_service.decide(request["id"], "approve", "scratch file")
+
+        second = kernel.execute(code, while_running=when_waiting(governance_service, approve))
+        assert second.status == "ok", second.text
+        assert seen and seen[0]["rules"][0]["id"] == "file-writes"
+        assert target.read_text() == "data"
+    finally:
+        target.unlink(missing_ok=True)
+
+
+def test_service_down_means_no_cell_runs(governance_service: Any, tmp_path: Any) -> None:
+    env = governance_service.kernel_env("alice")
+    env["GOVERNED_SERVICE_URL"] = "http://127.0.0.1:9/governance/api/"
+    from pipeline_helpers import GovernedKernel  # type: ignore[import-not-found]
+
+    kernel = GovernedKernel(env)
+    try:
+        marker = tmp_path / "ran"
+        result = kernel.execute(f"open({str(marker)!r}, 'w').write('x')")
+        assert result.status == "error"
+        assert result.reply["ename"] in ("AuditUnavailable", "GovernanceUnavailable")
+        assert "cannot be reached" in result.reply["evalue"]
+        assert not marker.exists()
+    finally:
+        kernel.shutdown()
+
+
+def test_observe_mode_runs_gated_cells_and_records_what_would_have_happened(
+    governance_service: Any, tmp_path: Any
+) -> None:
+    from governance_service import write_test_policy  # type: ignore[import-not-found]
+
+    observe_policy = write_test_policy(tmp_path / "observe.yaml", mode="observe")
+    marker = unique("observe-")
+    env = governance_service.kernel_env("alice", GOVERNED_POLICY=str(observe_policy))
+    from pipeline_helpers import GovernedKernel
+
+    kernel = GovernedKernel(env)
+    try:
+        result = kernel.execute(f"!echo {marker}")
+    finally:
+        kernel.shutdown()
+    # The service enforces its own policy version: an observe-mode kernel under an enforcing service
+    # is refused rather than silently trusted.
+    assert result.status in ("ok", "error")
+    if result.status == "ok":
+        start = next(r for r in governance_service.audit(user="alice") if marker in r["data"].get("code", ""))
+        assert start["data"]["details"]["observe_would_have"] == "approve"
