@@ -1,16 +1,30 @@
 """The kernel application: an :class:`IPKernelApp` that starts :class:`GovernedKernel`.
 
-Later wiring (the masking Session, output stream classes, history settings) belongs here, so the
-kernel process is configured in one place, through traitlets, like any ipykernel.
+The kernel process is configured here, in one place, through traitlets like any ipykernel: the
+masking Session (every outgoing message), the masking stdout/stderr class (carry-over, fd output),
+the pandas display hook, masked IPython history, masked kernel logs, and the refused debugger.
+See docs/kernel-masking.md.
 """
 
 from __future__ import annotations
 
-from ipykernel.kernelapp import IPKernelApp
-from traitlets import Type
+import logging
+from typing import Any
 
+from ipykernel.kernelapp import IPKernelApp
+from traitlets import DottedObjectName, Enum, Type
+from traitlets.utils.importstring import import_item
+
+from governed_kernel import display, history
 from governed_kernel._version import __version__
 from governed_kernel.kernel import GovernedKernel
+from governed_kernel.outstream import MaskingOutStream
+from governed_kernel.session import MaskingSession
+
+DEBUGGER_REFUSED = (
+    "The governed kernel does not offer the debugger: it shows variable values without masking. "
+    "Use print/display (masked) instead."
+)
 
 
 class GovernedKernelApp(IPKernelApp):
@@ -25,6 +39,93 @@ class GovernedKernelApp(IPKernelApp):
         klass="ipykernel.kernelbase.Kernel",
         help="The kernel class; must be GovernedKernel or a subclass of it.",
     ).tag(config=True)
+    outstream_class = DottedObjectName(
+        "governed_kernel.outstream.MaskingOutStream",
+        help="stdout/stderr class; must be MaskingOutStream or a subclass (checked at start).",
+    ).tag(config=True)
+    history = Enum(
+        ["masked", "memory"],
+        "masked",
+        help="IPython history: 'masked' (SQLite file, rows masked) or 'memory' (nothing on disk, masked).",
+    ).tag(config=True)
+
+    def _session_default(self) -> MaskingSession:
+        return MaskingSession(parent=self)
+
+    @property
+    def masking_session(self) -> MaskingSession:
+        if not isinstance(self.session, MaskingSession):  # fail closed: never run unmasked
+            kind = type(self.session).__name__
+            raise RuntimeError(f"the kernel session must be a MaskingSession, not {kind}")
+        return self.session
+
+    def init_io(self) -> None:
+        stream_class = import_item(str(self.outstream_class))
+        if not (isinstance(stream_class, type) and issubclass(stream_class, MaskingOutStream)):
+            raise RuntimeError(f"outstream_class must be a MaskingOutStream, not {self.outstream_class}")
+        self.masking_session  # noqa: B018  (checked before any output can be produced)
+        super().init_io()  # type: ignore[no-untyped-call]
+
+    def init_kernel(self) -> None:
+        if self.history == "memory":
+            self.config.HistoryManager.hist_file = ":memory:"
+        super().init_kernel()  # type: ignore[no-untyped-call]
+        refuse_debugger(self.kernel)
+        mask_log_handlers(self.masking_session, [self.log, logging.getLogger("tornado"), logging.getLogger()])
+
+    def init_shell(self) -> None:
+        super().init_shell()  # type: ignore[no-untyped-call]
+        shell = self.shell
+        if shell is None:
+            return
+        session = self.masking_session
+        display.install(shell, session)
+        history.install(shell, lambda: session.masker)
+        shell.events.register("post_run_cell", lambda _result: session.ledger.run_finishers())
+
+
+def refuse_debugger(kernel: Any) -> None:
+    """Answer every ``debug_request`` with a failed DAP response; debugpy is never started."""
+
+    async def debug_request(stream: Any, ident: Any, parent: dict[str, Any]) -> None:
+        request = parent.get("content") or {}
+        content = {
+            "type": "response",
+            "request_seq": request.get("seq", 0),
+            "success": False,
+            "command": request.get("command", ""),
+            "message": DEBUGGER_REFUSED,
+            "body": {},
+        }
+        kernel.session.send(stream, "debug_reply", content, parent, ident)
+
+    for handlers in (kernel.shell_handlers, kernel.control_handlers):
+        if "debug_request" in handlers:
+            handlers["debug_request"] = debug_request
+
+
+class MaskingLogFormatter(logging.Formatter):
+    """Formats with the handler's own formatter, then masks (log lines can quote messages)."""
+
+    def __init__(self, inner: logging.Formatter | None, session: MaskingSession) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+        self.session = session
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = self.inner.format(record)
+        try:
+            return self.session.mask_text(text)
+        except Exception:
+            return f"[governed kernel] log record withheld: masking failed ({record.levelname})"
+
+
+def mask_log_handlers(session: MaskingSession, loggers: list[logging.Logger]) -> None:
+    """Wrap the formatter of every handler of ``loggers`` so kernel logs never carry a raw PAN."""
+    for logger in loggers:
+        for handler in logger.handlers:
+            if not isinstance(handler.formatter, MaskingLogFormatter):
+                handler.setFormatter(MaskingLogFormatter(handler.formatter, session))
 
 
 launch_new_instance = GovernedKernelApp.launch_instance

@@ -427,8 +427,9 @@ class Governor:
         )
 
     def _mask(self, text: str) -> str:
+        masker = getattr(getattr(self.kernel, "session", None), "masker", None) or self.masker
         try:
-            return self.masker.mask_text(text)[0]
+            return str(masker.mask_text(text)[0])
         except MaskingError:
             return "[masking failed: text withheld]"
 

@@ -32,12 +32,18 @@ def kernel(governance_service: Any) -> Iterator[tuple[KernelManager, BlockingKer
     manager.shutdown_kernel(now=True)
 
 
+def reply_to(client: BlockingKernelClient, msg_id: str) -> dict[str, Any]:
+    """The shell reply to ``msg_id``, skipping late replies to earlier requests."""
+    while True:
+        reply: dict[str, Any] = client.get_shell_msg(timeout=TIMEOUT)
+        if reply["parent_header"].get("msg_id") == msg_id:
+            return reply
+
+
 def execute(client: BlockingKernelClient, code: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Run code; return the execute_reply content and the iopub messages of that request."""
     msg_id = client.execute(code)
-    reply = client.get_shell_msg(timeout=TIMEOUT)
-    while reply["parent_header"].get("msg_id") != msg_id:  # a late reply to an earlier request
-        reply = client.get_shell_msg(timeout=TIMEOUT)
+    reply = reply_to(client, msg_id)
     outputs: list[dict[str, Any]] = []
     while True:
         msg = client.get_iopub_msg(timeout=TIMEOUT)
@@ -100,7 +106,7 @@ def test_interrupt_by_message_stops_the_cell_and_keeps_the_kernel(kernel: Any) -
         assert time.monotonic() < deadline
     time.sleep(0.3)
     manager.interrupt_kernel()
-    reply = client.get_shell_msg(timeout=TIMEOUT)
+    reply = reply_to(client, msg_id)
     assert reply["content"]["status"] == "error"
     assert reply["content"]["ename"] == "KeyboardInterrupt"
     assert manager.is_alive()
@@ -118,8 +124,16 @@ def test_module_entry_point_accepts_a_connection_file(tmp_path: Path) -> None:
     client.load_connection_file()
     client.start_channels()
     try:
-        client.wait_for_ready(timeout=TIMEOUT)
-        reply = client.kernel_info(reply=True, timeout=TIMEOUT)["content"]
+        # No kernel manager to ask "is it alive?": retry kernel_info until the kernel answers.
+        deadline = time.monotonic() + TIMEOUT
+        reply: dict[str, Any] = {}
+        while not reply:
+            assert process.poll() is None, "the kernel process exited"
+            assert time.monotonic() < deadline, "the kernel did not answer kernel_info"
+            try:
+                reply = client.kernel_info(reply=True, timeout=2)["content"]
+            except TimeoutError:
+                continue
         assert reply["implementation"] == "governed_kernel"
         client.shutdown()
         assert process.wait(timeout=TIMEOUT) == 0

@@ -78,12 +78,14 @@ async def test_approval_transitions_are_in_the_chain_and_verify_passes(api: Api,
     assert report["valid"] == report["total"] >= 4
 
 
-async def test_a_person_mints_and_revokes_a_batch_credential_for_themselves(api: Api, governance: Any) -> None:
+async def test_a_person_mints_and_revokes_a_batch_credential_for_themselves(
+    api: Api, governance: Any
+) -> None:
     status, minted = await api("alice", "POST", "credentials")
     assert status == 201
     assert minted["user"] == "alice" and minted["kernel_id"].startswith("batch-")
     kernel = ("kernel", minted["token"])
-    status, body = await api(kernel, "POST", "kernel/audit", {"records": [{"event_type": "cell.start"}]})
+    status, _body = await api(kernel, "POST", "kernel/audit", {"records": [{"event_type": "cell.start"}]})
     assert status == 201
     _, listing = await api("dave", "GET", "audit", params={"kernel_id": minted["kernel_id"]})
     assert [r["user"] for r in listing["records"]] == ["alice"]

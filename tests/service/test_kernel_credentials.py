@@ -71,7 +71,8 @@ async def test_kernel_gets_a_credential_for_its_user_and_loses_it_at_shutdown(
         )
         assert status == 201, body
         _, listing = await api("dave", "GET", "audit", params={"kernel_id": kernel_id})
-        assert [r["user"] for r in listing["records"]] == ["alice"]
+        assert {r["user"] for r in listing["records"]} == {"alice"}
+        assert "cell.start" in {r["event_type"] for r in listing["records"]}
     finally:
         await jp_fetch("api", "kernels", kernel_id, method="DELETE")
 

@@ -142,7 +142,16 @@ class MaskingConfig:
 
     def _pattern(self, key: str, patterns: tuple[str, ...]) -> re.Pattern[str] | None:
         if key not in self._compiled:
-            self._compiled[key] = (
-                re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE) if patterns else None
-            )
+            joined = "|".join(f"(?:{_scoped_flags(p)})" for p in patterns)
+            self._compiled[key] = re.compile(joined, re.IGNORECASE) if patterns else None
         return self._compiled[key]
+
+
+_GLOBAL_FLAGS = re.compile(r"^\(\?([aiLmsux]+)\)")
+
+
+def _scoped_flags(pattern: str) -> str:
+    """``(?i)^cvv$`` → ``(?i:^cvv$)``: a leading global flag cannot stand inside an alternation
+    (an error since Python 3.11), and policies write column rules that way."""
+    match = _GLOBAL_FLAGS.match(pattern)
+    return f"(?{match.group(1)}:{pattern[match.end():]})" if match else pattern
