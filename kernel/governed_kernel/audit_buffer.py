@@ -1,8 +1,10 @@
-"""A durable buffer for audit records the service could not take yet.
+"""A local buffer for audit records on their way to the service.
 
-An end-of-cell record that cannot be delivered is appended (fsync'd) to a JSONL file and sent again
-before the next cell runs; the next cell does not run until the buffer is empty, so a record is never
-silently dropped. Records hold masked text only.
+End-of-cell records are written here first and sent with the next cell's start record (one round
+trip per cell) or after a short delay; a record the service could not take stays here, and the next
+cell does not run until the buffer is empty, so a record is never silently dropped. The file
+survives the kernel process being killed; ``durable=True`` also fsyncs it (power loss). Records hold
+masked text only.
 """
 
 from __future__ import annotations
@@ -19,14 +21,17 @@ class AuditBuffer:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def append(self, records: list[dict[str, Any]]) -> None:
+    def append(self, records: list[dict[str, Any]], *, durable: bool = True) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = not self.path.exists()
         with self.path.open("a", encoding="utf-8") as handle:
             for record in records:
                 handle.write(json.dumps(record, separators=(",", ":")) + "\n")
             handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(self.path, 0o600)
+            if durable:
+                os.fsync(handle.fileno())
+        if fresh:
+            os.chmod(self.path, 0o600)
 
     def pending(self) -> list[dict[str, Any]]:
         if not self.path.exists():

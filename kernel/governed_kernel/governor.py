@@ -46,6 +46,8 @@ CLAIMED_USER_ENV = "GOVERNED_USER"
 APPROVAL_TIMEOUT_ENV = "GOVERNED_APPROVAL_TIMEOUT"
 AUDIT_BUFFER_ENV = "GOVERNED_AUDIT_BUFFER"
 NOTEBOOK_ENV = "JPY_SESSION_NAME"
+END_RECORD_DELAY_S = 0.05
+"""An end record waits this long for the next cell's start record, to travel in the same request."""
 WAIT_SLICE_S = 5.0
 """Each long-poll lasts at most this long, so the waiting display's elapsed time stays current."""
 
@@ -111,6 +113,9 @@ class Governor:
         self.os_user = _os_user()
         self.notebook = env.get(NOTEBOOK_ENV, "")
         self.escalated: dict[str, Violation] = {}
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._send_lock = asyncio.Lock()
+        self._background: set[asyncio.Future[None]] = set()
         timeout = env.get(APPROVAL_TIMEOUT_ENV)
         ttl = self.policy.approvals.pending_ttl_minutes * 60.0 if self.policy else 0.0
         self.approval_timeout = float(timeout) if timeout not in (None, "") else ttl
@@ -130,13 +135,13 @@ class Governor:
         try:
             if self.setup_error is not None or self.policy is None or self.classifier is None:
                 raise CellBlocked("GovernanceUnavailable", self.setup_error or "no policy")
-            await self._flush_buffer()
             decision = self._classify(cell)
             action = self._effective_action(cell, decision)
             if action == "deny":
                 await self._send([self._record("cell.denied", cell, decision, outcome="failure")])
                 raise CellBlocked("PolicyDenied", self._denied_message(decision))
             if action == "approve":
+                await self._send([])  # earlier cells' end records first, then the request
                 approval = await self._obtain_approval(cell, decision)
             await self._deliver_start(cell, decision, approval)
         except CellBlocked as blocked:
@@ -367,29 +372,47 @@ class Governor:
             )  # fmt: skip
             if getattr(outputs, "dropped", 0):
                 record["details"]["dropped_outputs"] = outputs.dropped
-        try:
-            await self._send([record])
-        except CellBlocked:
-            # The cell already ran: keep its record on disk and deliver it before the next cell runs.
-            self.buffer.append([record])
+        # The cell already ran: its record goes to the local buffer now, and to the service with the
+        # next cell's start record (or after a short delay); it is never dropped.
+        self.buffer.append([record], durable=False)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if self._flush_timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+
+        def flush() -> None:
+            self._flush_timer = None
+            task = asyncio.ensure_future(self._flush_quietly())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+        self._flush_timer = loop.call_later(END_RECORD_DELAY_S, flush)
+
+    async def _flush_quietly(self) -> None:
+        with contextlib.suppress(CellBlocked):  # stays buffered; the next cell will not run without it
+            await self._send([])
 
     async def _send(self, records: list[dict[str, Any]]) -> None:
+        """Deliver buffered records, then ``records``, in order; raise :class:`CellBlocked` if not."""
         assert self.client is not None
-        try:
-            await self.client.send_audit(records)
-        except (GovernanceUnavailable, ApprovalRefused) as error:
-            raise CellBlocked(
-                "AuditUnavailable",
-                f"the audit record could not be delivered, so the cell was not run: {error}",
-            ) from None
-
-    async def _flush_buffer(self) -> None:
-        pending = self.buffer.pending()
-        if not pending:
-            return
-        for start in range(0, len(pending), 200):
-            await self._send(pending[start : start + 200])
-        self.buffer.clear()
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        async with self._send_lock:  # the delayed flush and a new cell must not send the buffer twice
+            pending = self.buffer.pending()
+            batch = pending + records
+            try:
+                for start in range(0, len(batch), 200):
+                    await self.client.send_audit(batch[start : start + 200])
+            except (GovernanceUnavailable, ApprovalRefused) as error:
+                raise CellBlocked(
+                    "AuditUnavailable",
+                    f"the audit record could not be delivered, so the cell was not run: {error}",
+                ) from None
+            if pending:
+                self.buffer.clear()
 
     # -- replies -------------------------------------------------------------------------------------
 
@@ -436,7 +459,7 @@ class Governor:
     async def close(self) -> None:
         if self.client is not None:
             with contextlib.suppress(Exception):
-                await self._flush_buffer()
+                await self._send([])
             await self.client.aclose()
 
 

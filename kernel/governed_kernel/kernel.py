@@ -59,3 +59,9 @@ class GovernedKernel(IPythonKernel):
             return reply
 
         return await self.governor.execute(cell, run)
+
+    async def do_shutdown(self, restart: bool) -> dict[str, Any]:
+        """Deliver the audit records still buffered before the kernel goes away."""
+        await self.governor.close()
+        reply: dict[str, Any] = super().do_shutdown(restart)  # type: ignore[no-untyped-call]
+        return reply

@@ -84,7 +84,7 @@ class GovernedKernel:
 
     def shutdown(self) -> None:
         self.client.stop_channels()
-        self.manager.shutdown_kernel(now=True)
+        self.manager.shutdown_kernel()  # graceful: the kernel delivers its last audit records
 
 
 @contextmanager
@@ -120,3 +120,17 @@ def when_waiting(
                 return
 
     return check
+
+
+def cell_records(service: Any, marker: str, user: str = "alice", *, until: int = 0) -> list[dict[str, Any]]:
+    """Audit records whose (masked) code contains ``marker``; waits until there are ``until`` of them.
+
+    End-of-cell records travel with the next cell's start record or about 50 ms after the cell, so a
+    test that looks right after a cell waits for them.
+    """
+    deadline = time.monotonic() + 15
+    while True:
+        records = [r for r in service.audit(user=user) if marker in r["data"].get("code", "")]
+        if len(records) >= until or time.monotonic() > deadline:
+            return records
+        time.sleep(0.1)

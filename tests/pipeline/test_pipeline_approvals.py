@@ -7,7 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pipeline_helpers import GovernedKernel, governed_kernel, unique, when_waiting  # type: ignore[import-not-found]
+from pipeline_helpers import (  # type: ignore[import-not-found]
+    GovernedKernel,
+    cell_records,
+    governed_kernel,
+    unique,
+    when_waiting,
+)
 
 
 @pytest.fixture
@@ -21,7 +27,7 @@ def test_safe_cells_run_and_are_audited_start_then_end(kernel: Any, governance_s
     result = kernel.execute(f"value = {marker!r}\nprint(value)")
     assert result.status == "ok"
     assert marker in result.text
-    records = [r for r in governance_service.audit(user="alice") if marker in r["data"].get("code", "")]
+    records = cell_records(governance_service, marker, until=2)
     assert [r["event_type"] for r in records] == ["cell.start", "cell.end"]
     assert records[0]["seq"] < records[1]["seq"]
     assert records[1]["outcome"] == "success"
@@ -39,9 +45,7 @@ def test_approved_cell_runs_and_shows_who_approved(kernel: Any, governance_servi
     assert marker in result.text
     assert result.statuses()[0] == "waiting" and result.statuses()[-1] == "approved"
     assert "Approved by bob: read only" in result.text
-    events = [
-        r["event_type"] for r in governance_service.audit(user="alice") if marker in r["data"].get("code", "")
-    ]
+    events = [r["event_type"] for r in cell_records(governance_service, marker, until=3)]
     assert events == ["approval.requested", "cell.start", "cell.end"]
     start = [r for r in governance_service.audit(user="alice") if r["event_type"] == "cell.start"][-1]
     assert start["data"]["approval_id"]

@@ -1,0 +1,104 @@
+"""Governed kernel overhead: nbclient runs of a 200-cell notebook of cheap cells on ``governed-python``
+vs ``python3`` (plain ipykernel), in the same run. Target: wall-time ratio ≤ 1.3 (aim 1.1).
+
+Also per-cell time (nbclient's execute_input → execute_reply timestamps) p50/p99 for both kernels;
+their difference is the governance overhead per cell (classification, two audit records over HTTP,
+masking of every message, the runtime guard). The governed kernel talks to a real governance
+service (``jupyter governance serve`` on SQLite). One command::
+
+    python bench/bench_kernel.py [--cells 200] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from nbclient import NotebookClient
+from nbformat.v4 import new_code_cell, new_notebook
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+from governance_service import GovernanceService, write_test_policy  # type: ignore[import-not-found]  # noqa: E402
+
+
+def cheap_cells(count: int) -> list[str]:
+    kinds = [
+        "x{b} = {b} * 2",
+        "x{b}",
+        "print('row', {b}, x{b})",
+        "values = [v * v for v in range(50)]\nsum(values) + {b}",
+        "d{b} = {{'id': {b}, 'amount': {b} * 1.5}}\nd{b}",
+    ]
+    return [kinds[i % len(kinds)].format(b=i // len(kinds)) for i in range(count)]
+
+
+def run_once(kernel: str, cells: list[str], env: dict[str, str]) -> tuple[float, list[float]]:
+    notebook = new_notebook(cells=[new_code_cell(source) for source in cells])
+    client = NotebookClient(notebook, kernel_name=kernel, timeout=120, record_timing=True)
+    started = time.perf_counter()
+    client.execute(env=env)
+    wall = time.perf_counter() - started
+    per_cell = []
+    for cell in notebook.cells:
+        timing: dict[str, Any] = cell.metadata.get("execution", {})
+        begin, end = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
+        if begin and end:
+            parse = datetime.fromisoformat
+            per_cell.append(
+                (parse(end.replace("Z", "+00:00")) - parse(begin.replace("Z", "+00:00"))).total_seconds()
+            )
+    return wall, per_cell
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--cells", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    cells = cheap_cells(args.cells)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        service = GovernanceService(root=root, policy_path=write_test_policy(root / "policy.yaml")).start()
+        try:
+            results: dict[str, list[tuple[float, list[float]]]] = {"python3": [], "governed-python": []}
+            for _ in range(args.repeat):  # alternate, so machine load hits both alike
+                plain_env = {k: v for k, v in os.environ.items() if not k.startswith("GOVERNED_")}
+                results["python3"].append(run_once("python3", cells, plain_env))
+                governed_env = {**plain_env, **service.kernel_env("alice")}
+                results["governed-python"].append(run_once("governed-python", cells, governed_env))
+        finally:
+            service.stop()
+    print(f"nbclient, {args.cells} cheap cells, median of {args.repeat} alternating runs")
+    walls = {kernel: statistics.median(w for w, _ in runs) for kernel, runs in results.items()}
+    cells_all = {kernel: [c for _, per in runs for c in per] for kernel, runs in results.items()}
+    for kernel in results:
+        per = cells_all[kernel]
+        print(
+            f"  {kernel:<16} wall {walls[kernel]:6.2f} s   per cell p50 {percentile(per, 0.5) * 1000:6.2f} ms"
+            f"   p99 {percentile(per, 0.99) * 1000:6.2f} ms"
+        )
+    ratio = walls["governed-python"] / walls["python3"]
+    overhead50 = percentile(cells_all["governed-python"], 0.5) - percentile(cells_all["python3"], 0.5)
+    overhead99 = percentile(cells_all["governed-python"], 0.99) - percentile(cells_all["python3"], 0.99)
+    print(f"  wall-time ratio governed/plain: {ratio:.2f} (target <= 1.3, aim 1.1)")
+    print(f"  governance overhead per cell: p50 {overhead50 * 1000:.2f} ms, p99 {overhead99 * 1000:.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
