@@ -9,15 +9,18 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from sqlalchemy.engine import make_url
 from tornado.ioloop import PeriodicCallback
 from traitlets import Bool, Dict, Float, List, Unicode, default
 
 from governed_kernel import KERNEL_NAME
 from governed_kernel._version import __version__
+from governed_kernel.masking import Masker
 from governed_kernel.resources import POLICY_ENV, default_policy_path
 from governed_server import EXTENSION_NAME
 from governed_server.credentials import SERVICE_URL_ENV, TOKEN_ENV, USER_ENV
+from governed_server.guard import GuardedKernelConnection
 from governed_server.handlers import API_PREFIX, default_handlers
 from governed_server.paths import default_db_url, default_store_dir
 from governed_server.service import GovernanceService, ServiceSettings
@@ -81,12 +84,21 @@ class GovernedServerApp(ExtensionApp):
         ),
     ).tag(config=True)
 
+    guard_websocket = Bool(
+        True,
+        help=(
+            "Mask every kernel message again in the server, on its way to the browser (the data-path "
+            "guard), unless ServerApp.kernel_websocket_connection_class is configured to another class."
+        ),
+    ).tag(config=True)
+
     approval_wait_seconds = Float(
         25.0, help="Longest single long-poll of a kernel waiting for a decision."
     ).tag(config=True)
 
     service: GovernanceService | None = None
     unavailable_reason: str = ""
+    guard_masker: Masker | None = None
 
     @default("policy_path")
     def _default_policy_path(self) -> str:
@@ -129,6 +141,29 @@ class GovernedServerApp(ExtensionApp):
         if self.set_default_kernel and not self._default_kernel_configured(serverapp.config):
             serverapp.kernel_manager.default_kernel_name = KERNEL_NAME
         self.start_service()
+        self.install_guard()
+
+    def install_guard(self) -> None:
+        """Route kernel websockets through the masking connection class (unless configured otherwise)."""
+        if not self.guard_websocket:
+            return
+        # self.settings is copied over the server's settings after initialize_settings.
+        current = self.settings.get("kernel_websocket_connection_class")
+        if current is not None and current is not ZMQChannelsWebsocketConnection:
+            self.log.warning("governed_server: %s is configured as the kernel websocket class; "
+                             "the data-path guard is not installed", current)  # fmt: skip
+            return
+        self.settings["kernel_websocket_connection_class"] = GuardedKernelConnection
+        self.guard_masker = self.service.masker if self.service is not None else Masker()
+
+    def record_guard_event(self, kernel_id: str, msg_type: str, kinds: dict[str, int]) -> None:
+        """The guard had to mask a kernel's message: the kernel's own masking was bypassed."""
+        if self.service is None:
+            return
+        try:
+            self.service.record_guard_event(kernel_id, msg_type, kinds)
+        except Exception:
+            self.log.exception("governed_server: could not record the guard event for kernel %s", kernel_id)
 
     def start_service(self) -> None:
         """Build the service; on failure keep serving health with the reason (fail closed, not crashed)."""

@@ -13,13 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
+from governed_kernel.masking import Masker, MaskingConfig
 from governed_kernel.policy import Policy, load_policy
 from governed_server.approvals import ApprovalService, ApprovalView
 from governed_server.audit import AuditLog
+from governed_server.audit_records import AuditEvent
 from governed_server.credentials import CredentialIssuer
 from governed_server.events import APPROVAL_SCHEMA, CELL_SCHEMA, INTEGRITY_SCHEMA, register_schemas
 from governed_server.identity import RoleResolver
-from governed_server.store import Store
+from governed_server.store import Store, kernel_credentials
 
 log = logging.getLogger("governed_server")
 
@@ -88,6 +92,7 @@ class GovernanceService:
             checkpoint_dir=settings.checkpoint_dir,
             checkpoint_every=None,
         )
+        self.masker = Masker(MaskingConfig.from_mapping(self.policy.masking))
         self.roles = RoleResolver(self.policy.roles, settings.groups)
         self.credentials = CredentialIssuer(self.store, settings.server_id)
         self.approvals = ApprovalService(
@@ -123,6 +128,28 @@ class GovernanceService:
             )
         except Exception:  # an event listener must never undo a recorded decision
             log.exception("governed_server: could not emit the approval event for %s", view.id)
+
+    def record_guard_event(self, kernel_id: str, msg_type: str, kinds: dict[str, int]) -> None:
+        """Audit a message the data-path guard had to mask (the kernel's masking was bypassed)."""
+        with self.store.read() as connection:
+            row = connection.execute(
+                select(kernel_credentials.c.username)
+                .where(kernel_credentials.c.kernel_id == kernel_id)
+                .limit(1)
+            ).first()
+        self.audit.append(
+            [
+                AuditEvent(
+                    event_type="guard.masked",
+                    user=str(row.username) if row is not None else "unknown",
+                    outcome="failure",
+                    kernel_id=kernel_id,
+                    server=self.settings.server_id,
+                    masking=kinds,
+                    details={"msg_type": msg_type, "meaning": "the kernel sent an unmasked card number"},
+                )
+            ]
+        )
 
     def announce_cells(self, records: Iterable[Any]) -> None:
         """Push cell records (ids and outcome only, never code or output) to listeners."""

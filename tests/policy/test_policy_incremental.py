@@ -88,6 +88,13 @@ EVASIONS = [
     ("@decorator\ndef f():\n    pass", "os.system('id')"),
     ("y = [\nos.system,\n]", "y[0]('id')"),
     ("z = 1 \\\n    + 2", "import ctypes"),
+    # Found while making the text passes faster; the earlier binding patterns missed these targets.
+    ("s = 'a#'; x = os", "x.system('id')"),  # a left-to-right gap ran from the '#' in the string to '='
+    ("print((x\n:= os))", "x.system('id')"),  # ':=' opened a new piece: the target was left in the one before
+    ("print((x\n\\\n:= os))", "x.system('id')"),
+    ("(x  # c = 1\n) = os", "x.system('id')"),
+    ("s = '(x #'; x = os", "x.system('id')"),  # a skipped keyword-argument look-alike must not hide 'x ='
+    ("f(a, x=1)\nx = os", "x.system('id')"),
 ]
 
 

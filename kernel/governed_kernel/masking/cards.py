@@ -122,6 +122,14 @@ class BrandTable:
         self.lengths_by_slot: Sequence[frozenset[int]] = self._lengths
         """Lengths any brand allows for each 4-digit prefix (ranges finer than 4 digits excluded)."""
         self._names = [entry[0][0] if entry else "" for entry in coarse]
+        self._brand_by_length: list[dict[int, str]] = []
+        """Per 4-digit prefix: length -> the first brand (in table order) with that prefix and length."""
+        for entry in coarse:
+            by_length: dict[int, str] = {}
+            for name, lengths in entry:
+                for n in lengths:
+                    by_length.setdefault(n, name)
+            self._brand_by_length.append(by_length)
         self._coarse = coarse
         self._fine = fine
         self._any_fine = [slot in fine for slot in range(10_000)]
@@ -139,11 +147,7 @@ class BrandTable:
             for lo8, hi8, name, lengths in self._fine[slot]:
                 if lo8 <= head8 <= hi8 and n in lengths:
                     return name
-        if n in self._lengths[slot]:
-            for name, lengths in self._coarse[slot]:
-                if n in lengths:
-                    return name
-        return None
+        return self._brand_by_length[slot].get(n)
 
     def has_fine(self, digits: str) -> bool:
         """True when ranges finer than four digits start inside this number's 4-digit prefix."""
@@ -162,14 +166,17 @@ class BrandTable:
         return BrandTable(tuple(extra) + self.brands) if extra else self
 
 
-_DOUBLED = {str(d): (2 * d if d < 5 else 2 * d - 9) for d in range(10)}
-_SINGLE = {str(d): d for d in range(10)}
+_DOUBLED = bytes((2 * (c - 48) if c < 53 else 2 * (c - 48) - 9) if 48 <= c <= 57 else 0 for c in range(256))
+"""Byte map for the Luhn check: an ASCII digit to its doubled-and-reduced value (``"7"`` -> 5)."""
 
 
 def luhn_valid(digits: str) -> bool:
-    """True when the ASCII digit string passes the Luhn (mod 10) check."""
-    total = sum(map(_SINGLE.__getitem__, digits[-1::-2])) + sum(map(_DOUBLED.__getitem__, digits[-2::-2]))
-    return total % 10 == 0
+    """True when the ASCII digit string passes the Luhn (mod 10) check.
+
+    Works on bytes: the undoubled digits are summed as byte values (minus ``"0"`` each), the doubled
+    ones through a 256-byte table; about 2x faster than a per-digit dict lookup."""
+    data = digits.encode()
+    return (sum(data[-1::-2]) - 48 * ((len(data) + 1) // 2) + sum(data[-2::-2].translate(_DOUBLED))) % 10 == 0
 
 
 _default_table: BrandTable | None = None

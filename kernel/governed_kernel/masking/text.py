@@ -11,14 +11,35 @@ import hashlib
 import hmac
 import os
 import re
+from collections.abc import Callable
 
-from governed_kernel.masking.cards import BrandTable, default_table
+from governed_kernel.masking.cards import MAX_PAN, BrandTable, default_table
 from governed_kernel.masking.config import MaskingConfig
 from governed_kernel.masking.report import MaskReport
-from governed_kernel.masking.scanner import Finding, find
+from governed_kernel.masking.scanner import SEPARATOR_PATTERN as _SEPARATOR
+from governed_kernel.masking.scanner import Finding, _cut_after, _cut_before, find
 
 _DIGITS = frozenset("0123456789")
+_JOIN_AFTER = re.compile(rf"(?:{_SEPARATOR})?[0-9]").match
+_JOIN_BEFORE = re.compile(rf"[0-9](?:{_SEPARATOR})?\Z").search
+_JOIN_REACH = 20
+"""Characters around a masked PAN that a separator and a digit can take (the longest separator is an
+18-character entity, see ``scanner``): where a new card-like number could start or end."""
 _NON_SPACE = re.compile(r"\S")
+
+
+_AFTER_DIGITS: dict[int, Callable[[str], re.Match[str] | None]] = {}
+"""``_AFTER_DIGITS[n](span)`` matches up to and including the ``n``-th ASCII digit of ``span``
+(compiled on first use; ``n`` is at most 19 for a PAN)."""
+
+
+def _after_digits(span: str, count: int) -> int:
+    """Index in ``span`` right after its ``count``-th ASCII digit, or ``len(span)`` when it has fewer."""
+    match_upto = _AFTER_DIGITS.get(count)
+    if match_upto is None:
+        match_upto = _AFTER_DIGITS[count] = re.compile(rf"(?:[^0-9]*[0-9]){{{count}}}").match
+    match = match_upto(span)
+    return match.end() if match else len(span)
 
 
 class MaskingError(RuntimeError):
@@ -55,11 +76,18 @@ class Masker:
                     "is unset or empty; set it or disable tokens"
                 )
             self._key = value.encode()
+        self.column_rules: dict[str, str | None] = {}
+        """Column-name rules already looked up (``frames._column_rule``; names without digits only)."""
+        self._char = self.config.mask_char
+        self._digit_map = str.maketrans("0123456789", self._char * 10)
+        self._reveal = [reveal_counts(self.config.reveal, n) for n in range(MAX_PAN + 1)]
+        self._reveal_lead = self.config.reveal == "bin6"
 
     # -- finding ---------------------------------------------------------------------------------
-    def find(self, text: str) -> list[Finding]:
-        """Where the PANs and tracks are (spans, kinds, brands)."""
-        return find(text, self.table)
+    def find(self, text: str, prefilter: bool | None = None) -> list[Finding]:
+        """Where the PANs and tracks are (spans, kinds, brands). ``prefilter=False`` skips the numpy
+        prefilter (same result, pure Python; see ``scanner.prefilter_regions``)."""
+        return find(text, self.table, prefilter)
 
     # -- masking ---------------------------------------------------------------------------------
     def mask_text(self, text: str, report: MaskReport | None = None) -> tuple[str, MaskReport]:
@@ -74,34 +102,82 @@ class Masker:
         if not findings:
             return text
         pieces: list[str] = []
+        append = pieces.append
+        render = self.render
+        counts: dict[tuple[str, str | None], int] = {}
         position = 0
         for finding in findings:
-            pieces.append(text[position : finding.start])
-            pieces.append(self.render(text[finding.start : finding.end], finding))
-            position = finding.end
-            report.add(finding.kind, finding.brand)
-        pieces.append(text[position:])
-        return "".join(pieces)
+            start, end, kind, brand, _ = finding
+            append(text[position:start])
+            append(render(text[start:end], finding))
+            position = end
+            key = (kind, brand)
+            counts[key] = counts.get(key, 0) + 1
+        append(text[position:])
+        for (kind, brand), count in counts.items():
+            report.add(kind, brand, count)
+        masked = "".join(pieces)
+        if self.config.reveal != "none" and self._key is None:  # (a token keeps spans apart)
+            masked = self._mask_joined(masked, findings, report)
+        return masked
+
+    def _mask_joined(self, masked: str, findings: list[Finding], report: MaskReport) -> str:
+        """Mask card-like numbers that the revealed digits of a masked PAN form with digits next to
+        it (``**********5904 836259600000004`` holds ``5904 836259600000004``, Luhn-valid Maestro).
+
+        Only PANs followed (``bin6``: also preceded) by a digit, directly or after one separator, are
+        looked at again, in a window around them; rounds repeat until nothing new is found (each
+        round only masks more).
+        """
+        lead = self._reveal_lead
+        suspects = [
+            f
+            for f in findings
+            if f.kind == "pan"
+            and (
+                _JOIN_AFTER(masked, f.end)
+                or (lead and _JOIN_BEFORE(masked, max(0, f.start - _JOIN_REACH), f.start))
+            )
+        ]
+        if not suspects:
+            return masked
+        # Windows cut where no run can be (as the prefilter cuts), merged, so every run in them is whole.
+        windows: list[tuple[int, int]] = []
+        for suspect in suspects:
+            low = _cut_before(masked, max(0, suspect.start - _JOIN_REACH))
+            high = _cut_after(masked, min(len(masked), suspect.end + _JOIN_REACH))
+            if windows and low <= windows[-1][1]:
+                windows[-1] = (windows[-1][0], max(high, windows[-1][1]))
+            else:
+                windows.append((low, high))
+        extra: list[Finding] = []
+        for low, high in windows:
+            for found in find(masked[low:high], self.table, prefilter=False):
+                extra.append(found._replace(start=found.start + low, end=found.end + low))
+        # Each round masks digits that were visible, so this ends; apply() checks the new spans again.
+        return self.apply(masked, extra, report) if extra else masked
 
     def render(self, span: str, finding: Finding) -> str:
-        """The masked form of one finding's text."""
-        char = self.config.mask_char
+        """The masked form of one finding's text: only digits change (tracks: every character)."""
+        char = self._char
         if finding.kind != "pan":
             return char * len(span)
         length = len(finding.pan)
-        lead, trail = reveal_counts(self.config.reveal, length)
-        keep_until, keep_from = lead, length - trail
+        lead, trail = self._reveal[length] if length <= MAX_PAN else reveal_counts(self.config.reveal, length)
+        keep_from = length - trail
+        suffix = "" if self._key is None else self.token_suffix(finding.pan)
         if len(span) == length and span.isdigit():  # contiguous: no separators to keep
-            return span[:lead] + char * (keep_from - lead) + span[keep_from:] + self.token_suffix(finding.pan)
-        out: list[str] = []
-        index = 0
-        for ch in span:
-            if ch in _DIGITS:
-                out.append(ch if index < keep_until or index >= keep_from else char)
-                index += 1
-            else:
-                out.append(ch)
-        return "".join(out) + self.token_suffix(finding.pan)
+            return span[:lead] + char * (keep_from - lead) + span[keep_from:] + suffix
+        # Digits with index lead .. keep_from - 1 (counting every ASCII digit in the span) are masked:
+        # find where those start and stop, and translate the digits in between in one C call.
+        masked_from = _after_digits(span, lead) if lead else 0
+        masked_to = _after_digits(span, keep_from)
+        return (
+            span[:masked_from]
+            + span[masked_from:masked_to].translate(self._digit_map)
+            + span[masked_to:]
+            + suffix
+        )
 
     def token(self, pan: str) -> str:
         """The keyed token of a PAN (16 hex digits of HMAC-SHA256), or "" when tokens are off."""
@@ -121,27 +197,32 @@ class Masker:
         ``full``: every non-space character becomes the mask character (CVV, PIN, track data).
         ``pan``: every digit is masked except the revealed ones, Luhn or not.
         """
-        char = self.config.mask_char
+        char = self._char
         if rule == "full":
             if report is not None and value:
                 report.add("sensitive_column")
+            if value.isascii() and value.isalnum():  # the usual CVV/PIN: no spaces to keep
+                return char * len(value)
             return _NON_SPACE.sub(char, value)
-        digits = [ch for ch in value if ch in _DIGITS]
-        if not digits:
-            return value
-        lead, trail = reveal_counts(self.config.reveal, len(digits))
-        keep_from = len(digits) - trail
-        out: list[str] = []
-        index = 0
-        for ch in value:
-            if ch in _DIGITS:
-                out.append(ch if index < lead or index >= keep_from else char)
-                index += 1
-            else:
-                out.append(ch)
+        if value.isdigit() and value.isascii():  # the usual case: a bare number
+            count = len(value)
+            lead, trail = (
+                self._reveal[count] if count <= MAX_PAN else reveal_counts(self.config.reveal, count)
+            )
+            masked = value[:lead] + char * (count - lead - trail) + value[count - trail :]
+        else:
+            count = sum(map(value.count, "0123456789"))
+            if not count:
+                return value
+            lead, trail = (
+                self._reveal[count] if count <= MAX_PAN else reveal_counts(self.config.reveal, count)
+            )
+            start = _after_digits(value, lead) if lead else 0
+            stop = _after_digits(value, count - trail)
+            masked = value[:start] + value[start:stop].translate(self._digit_map) + value[stop:]
         if report is not None:
             report.add("pan_column")
-        return "".join(out)
+        return masked
 
 
 _default: Masker | None = None

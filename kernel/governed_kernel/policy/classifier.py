@@ -16,21 +16,21 @@ import gc
 import re
 import types
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from keyword import kwlist
 from typing import Any
 
-from governed_kernel.policy.chunks import binding_sites, import_sites, split
+from governed_kernel.policy.chunks import Words, split
 from governed_kernel.policy.decision import Decision, Finding, Span, strictest
 from governed_kernel.policy.matchers import (
     IO_WORD,
-    IPYTHON_SYNTAX,
-    REMOTE_HINT,
     RESOLVING_WORDS,
     WORD,
     CompiledRule,
     Triggers,
+    ipython_syntax_offsets,
+    remote_hint_offsets,
 )
 from governed_kernel.policy.model import Policy
 from governed_kernel.policy.source import prepare
@@ -63,7 +63,7 @@ _REMOTE = re.compile(r"^([a-z][a-z0-9+.-]*)://", re.IGNORECASE)
 _IO_CALL = re.compile(r"^(to_\w+|read_\w+|open|save\w*|savefig|upload\w*|put\w*|write\w*|copy\w*|"
                       r"download\w*|get_object)$")
 _KEYWORDS = frozenset(kwlist) | {"as"}
-_STAR_IMPORT = re.compile(r"\bimport[\s\\(]*\*")
+_STAR_IMPORT = re.compile(r"import(?<!\wimport)[\s\\(]*\*")
 _MAGIC_OPTIONS = re.compile(r"^(\s*-\w+(\s+\d+)?)+\s*")
 
 
@@ -105,6 +105,28 @@ def _child_fields(kind: type) -> tuple[str, ...]:
     if fields is None:
         fields = _CHILD_FIELDS[kind] = tuple(f for f in getattr(kind, "_fields", ()) if f != "ctx")
     return fields
+
+
+_COLLECTED = frozenset({ast.Import, ast.ImportFrom, ast.Assign, ast.AnnAssign, ast.NamedExpr, ast.Call})
+"""The node kinds :meth:`_Scan.collect` reads."""
+
+
+def _levels(body: list[ast.stmt]) -> list[list[ast.AST]]:
+    """The nodes under ``body`` level by level (each level in the order :func:`_nodes` gives)."""
+    levels: list[list[ast.AST]] = []
+    level: list[ast.AST] = list(body)
+    while level:
+        levels.append(level)
+        below: list[ast.AST] = []
+        for node in level:
+            for name in _child_fields(type(node)):
+                value = getattr(node, name, None)
+                if type(value) is list:
+                    below.extend([item for item in value if isinstance(item, ast.AST)])
+                elif isinstance(value, ast.AST):
+                    below.append(value)
+        level = below
+    return levels
 
 
 def _nodes(roots: Iterable[ast.AST]) -> list[ast.AST]:
@@ -544,25 +566,6 @@ def _shifted(obs: _Observation, lines: int) -> _Observation:
                         Span(span.line + lines, span.column, span.end_line + lines, span.end_column))
 
 
-def _chunks_with(names: Iterable[str], text: str, index_of: Callable[[int], int]) -> Iterator[int]:
-    """Indexes of the statements whose text holds one of ``names`` as a word."""
-    names = sorted(names)
-    if not names:
-        return
-    pattern = _word_pattern("|".join(re.escape(name) for name in names))
-    last = -1
-    for match in pattern.finditer(text):
-        index = index_of(match.start())
-        if index != last:
-            last = index
-            yield index
-
-
-@functools.lru_cache(maxsize=256)
-def _word_pattern(alternatives: str) -> re.Pattern[str]:
-    return re.compile(rf"(?<![\w])(?:{alternatives})(?![\w])")
-
-
 def _relevant(cell: str, aliases: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     """The aliases that can change the decision for ``cell``: those of the names it uses, or all of them
     when the cell can reach names through strings (escapes, ``globals()[...]``, ``exec``)."""
@@ -661,63 +664,49 @@ class Classifier:
             return False
         text = chunks.text
         triggers = self.triggers
-        if triggers.always or _STAR_IMPORT.search(text):
+        if triggers.always or ("import" in text and _STAR_IMPORT.search(text)):
             return False  # ``from m import *`` makes every name of the cell a possible m.name
-        starts = chunks.starts
-        ends = [*starts[1:], len(text)]
         index_of = chunks.index_of
-        local: set[int] = set()
-        for match in IPYTHON_SYNTAX.finditer(text):
-            local.add(index_of(match.start()))
+        local = {index_of(offset) for offset in ipython_syntax_offsets(text)}
         if triggers.any_remote:
-            for match in REMOTE_HINT.finditer(text):
-                index = index_of(match.start())
-                if index not in local and IO_WORD.search(text, starts[index], ends[index]):
+            ends = [*chunks.starts[1:], len(text)]
+            for offset in remote_hint_offsets(text):
+                index = index_of(offset)
+                if index not in local and IO_WORD.search(text, chunks.starts[index], ends[index]):
                     local.add(index)
-        active = triggers.active(set(WORD.findall(text)), aliases)
+        text_words = Words(chunks)
+        words = text_words.of
+        active = triggers.active(text_words.all(), aliases)
         if active is None and not local:
             self.stats["skipped"] += 1
             return True
         if active is not None and active.always:
             return False
-        words_of: dict[int, set[str]] = {}
-
-        def words(index: int) -> set[str]:
-            found = words_of.get(index)
-            if found is None:
-                found = words_of[index] = set(WORD.findall(text, starts[index], ends[index]))
-            return found
-
-        binders: dict[str, set[int]] = {}
-        bound_in: dict[int, set[str]] = {}
-        for name, offsets in binding_sites(text).items():
-            for offset in offsets:
-                index = index_of(offset)
-                binders.setdefault(name, set()).add(index)
-                bound_in.setdefault(index, set()).add(name)
-        for offset in import_sites(text):
-            index = index_of(offset)
-            for name in words(index) - _KEYWORDS:
-                binders.setdefault(name, set()).add(index)
-                bound_in.setdefault(index, set()).add(name)
 
         hot = set(local)
         if active is not None:
-            candidates = set(_chunks_with(active.search, text, index_of))
+            candidates = text_words.where(active.search)
             tainted: set[str] = set()
             frontier = set(candidates)
             while frontier:
-                names = set().union(*(bound_in.get(index, set()) for index in frontier)) - tainted
+                names = set().union(*(text_words.bound(i) for i in frontier)) - tainted
                 tainted |= names
-                frontier = set(_chunks_with(names, text, index_of)) - candidates if names else set()
+                frontier = text_words.where(names) - candidates if names else set()
                 candidates |= frontier
-            own: dict[int, set[str]] = {}
-            for index in candidates:
-                mine = words(index) & active.words
-                for name in words(index) & active.expand.keys():
-                    mine |= active.expand[name]
-                own[index] = mine
-            passed = {index: mine & active.names for index, mine in own.items()}
+            # Statements with the same text have the same words: each text is worked out once.
+            keys = text_words.keys
+            own: dict[str, set[str]] = {}
+            for i in candidates:
+                key = keys[i]
+                if key not in own:
+                    mine = words(i) & active.words
+                    for name in words(i) & active.expand.keys():
+                        mine |= active.expand[name]
+                    own[key] = mine
+            passed = {keys[i]: i for i in candidates}
+            bound = text_words.bound
+            binders = {name: {keys[i] for i in text_words.where((name,)) & candidates if name in bound(i)}
+                       for name in tainted}  # binders among the candidates (the others pass nothing on)
             reach: dict[str, set[str]] = {name: set() for name in tainted}
             changed = True
             while changed:
@@ -725,19 +714,23 @@ class Classifier:
                 for name in tainted:
                     acc = reach[name]
                     size = len(acc)
-                    for index in binders.get(name, ()):
-                        if index in passed:
-                            acc |= passed[index]
-                            for other in words(index) & tainted:
-                                if other != name:
-                                    acc |= reach[other]
+                    for key in binders[name]:
+                        acc |= own[key] & active.names
+                        for other in words(passed[key]) & tainted:
+                            if other != name:
+                                acc |= reach[other]
                     changed |= len(acc) != size
-            for index in candidates:
-                mine = set(own[index])
-                for name in words(index) & tainted:
-                    mine |= reach[name]
-                if mine and triggers.met(mine):
-                    hot.add(index)
+            meets: dict[str, bool] = {}
+            for i in candidates:
+                key = keys[i]
+                met = meets.get(key)
+                if met is None:
+                    mine = set(own[key])
+                    for name in words(i) & tainted:
+                        mine |= reach[name]
+                    met = meets[key] = bool(mine) and triggers.met(mine)
+                if met:
+                    hot.add(i)
         if not hot:
             self.stats["skipped"] += 1
             return True
@@ -746,22 +739,22 @@ class Classifier:
         queue = list(hot)
         seen_names: set[str] = set()
         while queue:
-            index = queue.pop()
-            for name in words(index) - seen_names:
+            i = queue.pop()
+            for name in words(i) - seen_names:
                 seen_names.add(name)
-                for binder in binders.get(name, ()):
+                for binder in text_words.binders(name):
                     if binder not in selected:
                         selected.add(binder)
                         queue.append(binder)
         roots: list[tuple[ast.Module, int, int]] = []  # tree, line offset, first occurrence of the same text
         first: dict[str, int] = {}
-        for index in sorted(selected):
-            source = chunks.sources[index]
+        for i in sorted(selected):
+            source = chunks.sources[i]
             prepared = self._parsed(source)
             if prepared.tree is None:
                 self.stats["fallback"] += 1
                 return False
-            roots.append((prepared.tree, chunks.lines[index] + prepared.line_offset,
+            roots.append((prepared.tree, chunks.lines[i] + prepared.line_offset,
                           first.setdefault(source, len(roots))))
         self.stats["incremental"] += 1
         self._scan_roots(roots, aliases, out)
@@ -769,52 +762,44 @@ class Classifier:
 
     def _scan_roots(self, roots: list[tuple[ast.Module, int, int]], aliases: Mapping[str, str],
                     out: list[_Observation]) -> None:
+        """Scan parsed statements as the whole-cell walk would: breadth first over all of them together
+        (depth, then statement, then position), so bindings and marks come in the same order. A
+        statement whose text repeats an earlier one has the same tree (parses are cached by text): its
+        bindings are collected again at its place, and the observations of the first copy are shifted."""
         outs: list[list[_Observation]] = [[] for _ in roots]
         scan = _Scan(self, aliases, outs[0])
-        # Breadth first over all statements together, as the whole-cell walk orders them.
+        levels_of: dict[int, list[list[ast.AST]]] = {}
+        binding_of: dict[int, list[list[ast.AST]]] = {}
+        for owner, (tree, _, original) in enumerate(roots):
+            if original == owner:
+                levels_of[owner] = levels = _levels(tree.body)
+                binding_of[owner] = [[node for node in level if type(node) in _COLLECTED] for level in levels]
+        depth = max(len(levels) for levels in levels_of.values())
         nodes: list[ast.AST] = []
         offsets: list[int] = []
         owners: list[int] = []
-        for owner, (tree, offset, _) in enumerate(roots):
-            for statement in tree.body:
-                nodes.append(statement)
-                offsets.append(offset)
-                owners.append(owner)
-        index = 0
-        while index < len(nodes):
-            node = nodes[index]
-            offset = offsets[index]
-            owner = owners[index]
-            index += 1
-            for name in _child_fields(type(node)):
-                value = getattr(node, name, None)
-                if type(value) is list:
-                    for item in value:
-                        if isinstance(item, ast.AST):
-                            nodes.append(item)
-                            offsets.append(offset)
-                            owners.append(owner)
-                elif isinstance(value, ast.AST):
-                    nodes.append(value)
-                    offsets.append(offset)
-                    owners.append(owner)
+        for level in range(depth):
+            for owner, (_, offset, original) in enumerate(roots):
+                found = binding_of[original]
+                if level < len(found) and found[level]:
+                    picked = found[level]
+                    nodes.extend(picked)
+                    offsets.extend([offset] * len(picked))
+                    owners.extend([owner] * len(picked))
         scan.collect(nodes, offsets, outs, owners)
         imported_only = [len(found) for found in outs]
-        current = -1
-        for node, offset, owner in zip(nodes, offsets, owners, strict=True):
-            if roots[owner][2] != owner:
-                continue  # the same statement text again: its observations are copied below
-            if owner != current:
-                current = owner
-                scan.offset = offset
-                scan.out = outs[owner]
-            scan.visit((node,))
+        for level in range(depth):
+            for owner, levels in levels_of.items():
+                if level < len(levels):
+                    scan.offset = roots[owner][1]
+                    scan.out = outs[owner]
+                    scan.visit(levels[level])
         for owner, (_, offset, original) in enumerate(roots):
             if original != owner:
                 shift = offset - roots[original][1]
                 outs[owner].extend(_shifted(obs, shift) for obs in outs[original][imported_only[original]:])
-        for found in outs:
-            out.extend(found)
+        for observed in outs:
+            out.extend(observed)
 
     def scan_code(self, code: str, aliases: Mapping[str, str], out: list[_Observation], *, depth: int,
                   host: Span | None, ipython: bool) -> str | None:

@@ -29,6 +29,14 @@ SQL_WORDS = frozenset({"sql", "to_sql", "exec_driver_sql"})
 SQL_PREFIXES = ("read_sql", "execute", "read_database")
 
 
+def _prefixed(prefixes: tuple[str, ...]) -> re.Pattern[str]:
+    """Finds, in words joined by line breaks, the words that start with one of ``prefixes``."""
+    return re.compile("^(?:" + "|".join(map(re.escape, prefixes)) + ")[^\n]*", re.MULTILINE)
+
+
+_SQL_PREFIXED = _prefixed(SQL_PREFIXES)
+
+
 def _globs(patterns: Iterable[str], *, lower: bool = False) -> re.Pattern[str] | None:
     parts = [fnmatch.translate(p.lower() if lower else p) for p in patterns]
     return re.compile("|".join(parts)) if parts else None
@@ -107,6 +115,69 @@ RESOLVING_WORDS = DYNAMIC_WORDS | {"modules", "importlib"}
 REMOTE_HINT = re.compile(r"://|\\|['\"](?:\s|#[^\n]*)*[rRbBuUfF]{0,2}['\"]")
 """``://`` in the text, or a string whose value may contain it without the text showing it (escapes,
 implicitly concatenated literals)."""
+_LINE_START_SYNTAX = re.compile(r"\n[ \t]*[%!?/,;]")
+_FIRST_LINE_SYNTAX = re.compile(r"[ \t]*[%!?/,;]")
+_ASSIGN_ESCAPE = re.compile(r"=[ \t]*[!%]")
+_TRAILING_HELP = re.compile(r"\?[ \t]*$", re.MULTILINE)
+_ADJACENT_STRINGS = re.compile(r"['\"](?:\s|#[^\n]*)*[rRbBuUfF]{0,2}['\"]")
+
+
+def ipython_syntax_offsets(text: str) -> list[int]:
+    """Where :data:`IPYTHON_SYNTAX` matches in ``text`` (every place, one pass per alternative, each
+    starting with a fixed character so the regular-expression engine skips ahead in C)."""
+    found = [m.start() + 1 for m in _LINE_START_SYNTAX.finditer(text)]
+    if _FIRST_LINE_SYNTAX.match(text):
+        found.append(0)
+    if "=" in text:
+        found.extend(m.start() for m in _ASSIGN_ESCAPE.finditer(text))
+    if "?" in text:
+        found.extend(m.start() for m in _TRAILING_HELP.finditer(text))
+    return found
+
+
+def _quote_classes() -> bytes:
+    table = bytearray(b"x" * 256)
+    for char in b"'\"":
+        table[char] = ord("q")
+    for char in b" \t\r\x0b\x0c\x1c\x1d\x1e\x1f":  # what ``\s`` matches in ASCII but ``\n``
+        table[char] = ord("s")
+    table[ord("\n")] = ord("n")
+    table[ord("#")] = ord("h")
+    for char in b"rRbBuUfF":
+        table[char] = ord("p")
+    return bytes(table)
+
+
+_QUOTE_CLASSES = _quote_classes()
+"""ASCII bytes → ``q`` quote, ``s`` space, ``n`` line break, ``h`` ``#``, ``p`` string prefix, ``x``."""
+
+
+_ADJACENT_CANDIDATE = re.compile(rb"q(?=[qsnh]|pp?q)")
+
+
+def _adjacent_strings(text: str) -> list[int]:
+    """Every offset where :data:`_ADJACENT_STRINGS` matches. After its first quote comes a quote, a
+    space, a line break, a comment or one or two prefix letters and a quote; that is found on a copy
+    of the text reduced to character classes (a byte pattern that starts with a fixed byte, which the
+    engine finds with ``memchr`` instead of trying the pattern at every quote), then checked."""
+    if not text.isascii():
+        return [m.start() for m in _ADJACENT_STRINGS.finditer(text)]
+    classes = text.encode("ascii").translate(_QUOTE_CLASSES)
+    match = _ADJACENT_STRINGS.match
+    return [m.start() for m in _ADJACENT_CANDIDATE.finditer(classes) if match(text, m.start())]
+
+
+def remote_hint_offsets(text: str) -> list[int]:
+    """Where :data:`REMOTE_HINT` matches in ``text`` (every place, one pass per alternative)."""
+    found = _adjacent_strings(text)
+    for literal in ("://", "\\"):
+        at = text.find(literal)
+        while at >= 0:
+            found.append(at)
+            at = text.find(literal, at + len(literal))
+    return found
+
+
 IO_WORD = re.compile(r"\b(?:to_\w+|read_\w+|open|save\w*|savefig|upload\w*|put\w*|write\w*|copy\w*|"
                      r"download\w*|get_object)\b")
 
@@ -161,6 +232,14 @@ class Triggers:
                 else:
                     self.always = True
         self._needs = tuple(needs)
+        self._needs_by_word: dict[str, list[_Need]] = {}
+        """Each need under one of its words (a need is met only if all its words are there)."""
+        for need in needs:
+            if need.words:
+                self._needs_by_word.setdefault(min(need.words), []).append(need)
+        self._wordless_needs = tuple(need for need in needs if not need.words)
+        self._prefixed = {need.prefixes: _prefixed(need.prefixes) for need in needs if need.prefixes}
+        self._wordless_prefixes = tuple(prefix for need in self._wordless_needs for prefix in need.prefixes)
         self._roots = frozenset(roots)
         self._lasts = frozenset(lasts)
         self._root_prefixes = tuple(root_prefixes)
@@ -188,33 +267,40 @@ class Triggers:
             every |= extra
         if self.always:
             return Active(frozenset(every), frozenset(words), expand, always=True, names=frozenset(every))
-        found = self._matched(every)
+        names, sql_words = self._matched(every)
+        found = names | sql_words
         if not found:
             return None
         search = {word for word in words
                   if word in found or (word in expand and not expand[word].isdisjoint(found))}
         return Active(frozenset(found), frozenset(search),
                       {name: extra & found for name, extra in expand.items() if extra & found},
-                      names=frozenset(self._matched(every, sql=False)))
+                      names=frozenset(names))
 
-    def _matched(self, words: set[str] | frozenset[str], *, sql: bool = True) -> set[str]:
+    def _matched(self, words: set[str] | frozenset[str]) -> tuple[set[str], set[str]]:
+        """The words that take part in a rule the words could meet: through names, and through SQL
+        call names (which count only where they are spelled, not through bindings)."""
         found: set[str] = set(words & self._resolving)
-        present = self._prefixes_in(words)
-        if sql and self.any_sql:
-            found |= words & SQL_WORDS
-            found.update(word for word in words if word.startswith(SQL_PREFIXES))
+        joined = "\n".join(words)  # words that start with a prefix: one regular-expression pass each
+        present = self._prefixes_in(words, joined)
+        sql: set[str] = set()
+        if self.any_sql:
+            sql = set(words & SQL_WORDS)
+            sql.update(_SQL_PREFIXED.findall(joined))
         for need in self._needs:
             if need.words <= words and all(prefix in present for prefix in need.prefixes):
                 found |= need.words
                 if need.prefixes:
-                    found.update(word for word in words if word.startswith(need.prefixes))
-        return found
+                    found.update(self._prefixed[need.prefixes].findall(joined))
+        return found, sql
 
-    def _prefixes_in(self, words: set[str] | frozenset[str]) -> set[str]:
+    def _prefixes_in(self, words: set[str] | frozenset[str], joined: str | None = None) -> set[str]:
         """The needs' prefixes that start some word (one regular-expression pass over all words)."""
         if self._prefix_re is None:
             return set()
-        longest = set(self._prefix_re.findall("\n".join(words)))  # the longest prefix each word starts with
+        if joined is None:
+            joined = "\n".join(words)
+        longest = set(self._prefix_re.findall(joined))  # the longest prefix each word starts with
         return {prefix for prefix in self._prefixes if any(found.startswith(prefix) for found in longest)}
 
     def met(self, words: set[str] | frozenset[str]) -> bool:
@@ -224,8 +310,20 @@ class Triggers:
         if self.any_sql and (not words.isdisjoint(SQL_WORDS)
                              or any(w.startswith(SQL_PREFIXES) for w in words)):
             return True
-        present = self._prefixes_in(words)
-        return any(need.words <= words and all(p in present for p in need.prefixes) for need in self._needs)
+        present: set[str] | None = None
+        for word in words:
+            for need in self._needs_by_word.get(word, ()):
+                if need.words <= words:
+                    if not need.prefixes:
+                        return True
+                    if present is None:
+                        present = self._prefixes_in(words)
+                    if all(p in present for p in need.prefixes):
+                        return True
+        if self._wordless_needs and any(word.startswith(self._wordless_prefixes) for word in words):
+            present = self._prefixes_in(words) if present is None else present
+            return any(all(p in present for p in need.prefixes) for need in self._wordless_needs)
+        return False
 
     def worth_scanning(self, cell: str, aliases: Mapping[str, str]) -> bool:
         """False only when no rule can match: no trigger word, no IPython syntax, no remote path."""

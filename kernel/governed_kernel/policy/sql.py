@@ -12,18 +12,28 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
+from fnmatch import translate
 
 import sqlglot
+import sqlglot.parser
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import SqlglotError
+from sqlglot.parser import Parser
+from sqlglot.tokens import Token, Tokenizer, TokenType  # type: ignore[attr-defined]
 
 from governed_kernel.policy.model import DataRules
 
 PLACEHOLDER = "gk_param"
 """Prefix of identifiers that stand for values only known at run time."""
+
+SQL_COMPILED = not sqlglot.parser.__file__.endswith(".py")
+"""Whether sqlglot runs compiled (the ``sqlglotc`` wheel: the same modules built with mypyc, installed
+into the ``sqlglot`` package, where Python prefers them over the ``.py`` files; same version, same
+results, several times faster). Without a wheel for the platform the pure-Python modules run."""
 
 # sqlglot warns on stderr when it falls back to an opaque Command; a notebook user should not see that.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
@@ -48,18 +58,18 @@ class SqlRules:
     """The cardholder patterns of one policy, compiled once; ``analyze`` is cached per SQL text."""
 
     def __init__(self, data: DataRules) -> None:
-        self._tables = tuple(pattern.lower() for pattern in data.cardholder_tables)
-        self._columns = tuple(pattern.lower() for pattern in data.cardholder_columns)
+        self._tables = _globs(data.cardholder_tables)
+        self._columns = _globs(data.cardholder_columns)
         self._dialect = data.sql_dialect
         self.analyze = functools.lru_cache(maxsize=512)(self._analyze)
+        self._local = threading.local()
 
     def is_cardholder_table(self, table: exp.Table | str) -> bool:
         names = [table.lower()] if isinstance(table, str) else _table_names(table)
-        return any(fnmatchcase(name, pattern) for name in names for pattern in self._tables)
+        return self._tables is not None and any(self._tables.match(name) for name in names)
 
     def is_cardholder_column(self, name: str) -> bool:
-        lowered = name.lower()
-        return any(fnmatchcase(lowered, pattern) for pattern in self._columns)
+        return self._columns is not None and self._columns.match(name.lower()) is not None
 
     def table_access(self, table: str, kind: str, verb: str) -> list[SqlFinding]:
         """``read_sql_table``/``to_sql`` name a table directly instead of sending SQL."""
@@ -71,19 +81,74 @@ class SqlRules:
 
     def _analyze(self, sql: str) -> tuple[SqlFinding, ...]:
         text = _DBAPI_PARAMS.sub("?", sql)
+        tokenizer, parser = self._tools()
         try:
-            statements = sqlglot.parse(text, dialect=self._dialect)
+            # What ``sqlglot.parse(text, dialect=...)`` does, with this thread's tokenizer and parser.
+            tokens = tokenizer.tokenize(text)
+            statements = parser.parse(tokens, text)
         except SqlglotError as error:
             details = getattr(error, "errors", None) or [{"description": str(error).splitlines()[0]}]
             first = str(details[0].get("description", ""))[:80]
             return (SqlFinding("unresolved", f"SQL that does not parse ({first})"),)
+        # Generated SQL holds the placeholder only if the text does, up to case and escapes (``\\``,
+        # ``U&"..."``); otherwise rendering each table's SQL to look for it can be skipped.
+        may_hold_placeholder = PLACEHOLDER in text.lower() or "\\" in text or "&" in text
+        walk = may_hold_placeholder or self._may_name_cardholder_data(tokens)
         findings: list[SqlFinding] = []
         for statement in statements:
             if isinstance(statement, exp.Expression):
-                findings.extend(self._statement(statement))
+                findings.extend(self._statement(statement, may_hold_placeholder, walk))
         return tuple(dict.fromkeys(findings))
 
-    def _statement(self, statement: exp.Expression) -> Iterator[SqlFinding]:
+    def _tools(self) -> tuple[Tokenizer, Parser]:
+        """This thread's tokenizer and parser for the policy's dialect (both reset on every use; making
+        them anew for every string costs more than a short query takes to parse)."""
+        tools: tuple[Tokenizer, Parser] | None = getattr(self._local, "tools", None)
+        if tools is None:
+            dialect = Dialect.get_or_raise(self._dialect)
+            tools = self._local.tools = (dialect.tokenizer(), dialect.parser())
+        return tools
+
+    def _may_name_cardholder_data(self, tokens: list[Token]) -> bool:
+        """Whether any table or column the parser can build from ``tokens`` may match a cardholder pattern.
+
+        Every name in sqlglot's tree is the text of a token (identifiers, quoted or not, with escapes
+        already resolved; keywords used as names; string literals used as tables) or, for tables, the
+        dotted join of up to three such names. So each token text is tested as a column and, split at
+        dots and joined with its neighbours across ``.`` tokens, every run of up to three parts as a
+        table. Longer runs or ``..`` are not analysed here (answer: may). False means the walk over the
+        tree cannot find a cardholder table or column and is skipped; the parse itself is not (SQL that
+        does not parse, or is not a statement, is still reported as unresolved).
+        """
+        run: list[str] = []  # the parts of the current dotted run of names
+        after_dot = True
+        for token in tokens:
+            if token.token_type == TokenType.DOT:
+                if after_dot:
+                    return True  # ``..`` (a default schema) or a leading dot: leave it to the walk
+                after_dot = True
+                continue
+            text = token.text.lower()
+            parts = text.split(".")
+            if self._columns is not None and any(self._columns.match(name) for name in (text, *parts)):
+                return True
+            if not after_dot:
+                if self._run_may_match(run):
+                    return True
+                run = []
+            run.extend(parts)
+            after_dot = False
+        return self._run_may_match(run)
+
+    def _run_may_match(self, run: list[str]) -> bool:
+        if len(run) > 3:
+            return True
+        tables = self._tables
+        return tables is not None and any(tables.match(".".join(run[start:end])) for start in range(len(run))
+                                          for end in range(start + 1, len(run) + 1))
+
+    def _statement(self, statement: exp.Expression, may_hold_placeholder: bool,
+                   walk: bool = True) -> Iterator[SqlFinding]:
         if isinstance(statement, exp.Command):
             keyword = str(statement.this).upper()
             rest = statement.expression.name if isinstance(statement.expression, exp.Expression) else ""
@@ -97,33 +162,60 @@ class SqlRules:
         if not isinstance(statement, (exp.Query, *_DML, *_DDL)) and not statement.find(exp.Table):
             yield SqlFinding("unresolved", f"text that is not a SQL statement ({statement.sql()[:40]})")
             return
-        ctes = {cte.alias_or_name.lower() for cte in statement.find_all(exp.CTE)}
+        if not walk:
+            return  # no placeholder, and no token can name a cardholder table or column
+        tables: list[exp.Table] = []
+        columns: list[exp.Column | exp.ColumnDef] = []
+        ctes: set[str] = set()
+        for node in statement.bfs():  # one walk, in the order ``find_all`` gives (breadth first)
+            if isinstance(node, exp.Table):
+                tables.append(node)
+            elif isinstance(node, (exp.Column, exp.ColumnDef)):
+                columns.append(node)
+            elif isinstance(node, exp.CTE):
+                ctes.add(node.alias_or_name.lower())
         target = _target(statement) if isinstance(statement, _DML + _DDL) else None
         verb = type(statement).__name__.upper().replace("TRUNCATETABLE", "TRUNCATE")
         if target is not None:
             kind = "cardholder_ddl" if isinstance(statement, _DDL) else "cardholder_dml"
-            name = target.sql()
+            name = target.sql() if may_hold_placeholder and _holds_placeholder(target) else ""
             if PLACEHOLDER in name:
                 yield SqlFinding("unresolved", f"{verb} on a table whose name is only known at run time")
             elif self.is_cardholder_table(target):
-                yield SqlFinding(kind, f"{verb} on cardholder table {name}")
+                yield SqlFinding(kind, f"{verb} on cardholder table {name or target.sql()}")
             else:
-                changed = [col for col in _column_names(statement) if self.is_cardholder_column(col)]
+                changed = [col for col in _column_names(columns) if self.is_cardholder_column(col)]
                 if changed:
-                    yield SqlFinding(kind, f"{verb} touching cardholder column {changed[0]} of {name}")
-        for table in statement.find_all(exp.Table):
+                    yield SqlFinding(kind, f"{verb} touching cardholder column {changed[0]} of "
+                                     f"{name or target.sql()}")
+        for table in tables:
             if table is target or (not table.db and table.name.lower() in ctes):
                 continue
-            name = table.sql()
+            # A table's SQL can hold the placeholder only if the text may and one of its names does.
+            name = table.sql() if may_hold_placeholder and _holds_placeholder(table) else ""
             if PLACEHOLDER in name:
                 yield SqlFinding("unresolved", "reads a table whose name is only known at run time")
             elif self.is_cardholder_table(table):
-                yield SqlFinding("cardholder_read", f"reads cardholder table {name}")
+                yield SqlFinding("cardholder_read", f"reads cardholder table {name or table.sql()}")
         if target is None:
-            for column in _column_names(statement):
+            for column in _column_names(columns):
                 if self.is_cardholder_column(column):
                     yield SqlFinding("cardholder_read", f"reads cardholder column {column}")
                     break
+
+
+def _holds_placeholder(node: exp.Expression) -> bool:
+    """Whether a name or value under ``node`` holds the placeholder (as its SQL would), or the text
+    has escapes (then only the SQL can tell)."""
+    for child in node.walk():
+        for value in child.args.values():
+            if isinstance(value, str) and (PLACEHOLDER in value.lower() or "\\" in value or "&" in value):
+                return True
+            if isinstance(value, exp.Expression) and not isinstance(value, (exp.Identifier, exp.Literal,
+                                                                              exp.TableAlias, exp.Table,
+                                                                              exp.Dot, exp.Var)):
+                return True  # something else under the table (a function, a subquery): ask the SQL
+    return False
 
 
 def _table_names(table: exp.Table) -> list[str]:
@@ -142,8 +234,15 @@ def _target(statement: exp.Expression) -> exp.Table | None:
     return node if isinstance(node, exp.Table) else None
 
 
-def _column_names(statement: exp.Expression) -> Iterator[str]:
-    for column in statement.find_all(exp.Column, exp.ColumnDef):
+def _globs(patterns: Iterable[str]) -> re.Pattern[str] | None:
+    """One regular expression for glob patterns: ``.match`` on lower-cased text is ``fnmatchcase`` with
+    any of them."""
+    parts = [f"(?:{translate(pattern.lower())})" for pattern in patterns]
+    return re.compile("|".join(parts)) if parts else None
+
+
+def _column_names(columns: list[exp.Column | exp.ColumnDef]) -> Iterator[str]:
+    for column in columns:
         name = column.name
         if name and not name.startswith(PLACEHOLDER):
             yield name
