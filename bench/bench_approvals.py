@@ -14,9 +14,7 @@ import argparse
 import hashlib
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -35,15 +33,10 @@ from pgcluster import PgCluster  # type: ignore[import-not-found]  # noqa: E402
 
 from governed_kernel.resources import policies_dir  # noqa: E402
 from governed_server.credentials import CredentialIssuer  # noqa: E402
+from governed_server.serve_process import ServeProcess  # noqa: E402
 from governed_server.store import open_store  # noqa: E402
 
 TOKENS = {"alice": "a" * 48, "bob": "b" * 48}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
@@ -56,37 +49,17 @@ def serve(db_url: str, workdir: Path) -> Iterator[str]:
     (config / "jupyter_server_config.json").write_text(
         json.dumps({"NamedTokenIdentityProvider": {"users": {t: u for u, t in TOKENS.items()}}})
     )
-    port = free_port()
-    argv = [
-        sys.executable, "-m", "governed_server.cli", "serve", f"--port={port}", "--allow-root", "--",
-        f"--GovernedServerApp.policy_path={workdir / 'policy.yaml'}", f"--GovernedServerApp.db_url={db_url}",
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(config), "JUPYTER_DATA_DIR": str(workdir / "data")}
+    server_args = [
         f"--GovernedServerApp.checkpoint_dir={workdir / 'checkpoints'}",
         "--ServerApp.identity_provider_class=governed_server.identity_provider.NamedTokenIdentityProvider",
         "--ServerApp.log_level=WARN",
-    ]  # fmt: skip
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(config), "JUPYTER_DATA_DIR": str(workdir / "data")}
-    log = (workdir / "serve.log").open("w")
-    process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/governance/api/"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if (
-                httpx.get(url + "health", headers={"Authorization": f"token {TOKENS['bob']}"}).status_code
-                == 200
-            ):
-                break
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("serve did not start:\n" + (workdir / "serve.log").read_text())
-        time.sleep(0.2)
-    try:
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
+    ]
+    with ServeProcess(
+        policy_path=workdir / "policy.yaml", db_url=db_url, log_path=workdir / "serve.log",
+        server_args=server_args, env=env,
+    ) as server:  # fmt: skip
+        yield server.api_url
 
 
 def measure(url: str, db_url: str, requests: int) -> tuple[list[float], list[float]]:

@@ -10,9 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +19,7 @@ import httpx
 import yaml
 
 from governed_kernel.resources import policies_dir
+from governed_server.serve_process import ServeProcess
 
 USERS = ("alice", "bob", "carol", "dave")
 TOKENS = {name: hashlib.sha256(f"governed-test-{name}".encode()).hexdigest() for name in USERS}
@@ -44,19 +42,13 @@ def write_test_policy(path: Path, **overrides: Any) -> Path:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class GovernanceService:
     root: Path
     policy_path: Path
     url: str = ""
     db_url: str = ""
-    process: subprocess.Popen[bytes] | None = None
+    server: ServeProcess | None = None
     clients: dict[str, httpx.Client] = field(default_factory=dict)
 
     @property
@@ -66,48 +58,30 @@ class GovernanceService:
     def start(self) -> GovernanceService:
         config_dir = self.root / "config"
         config_dir.mkdir(parents=True, exist_ok=True)
+        users = {token: name for name, token in TOKENS.items()}
         (config_dir / "jupyter_server_config.json").write_text(
-            json.dumps(
-                {"NamedTokenIdentityProvider": {"users": {token: name for name, token in TOKENS.items()}}}
-            )
+            json.dumps({"NamedTokenIdentityProvider": {"users": users}})
         )
         self.db_url = f"sqlite:///{self.root / 'store' / 'governance.sqlite'}"
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}/"
-        argv = [
-            sys.executable, "-m", "governed_server.cli", "serve", f"--port={port}", "--allow-root", "--",
-            f"--GovernedServerApp.policy_path={self.policy_path}",
-            f"--GovernedServerApp.db_url={self.db_url}",
-            f"--GovernedServerApp.checkpoint_dir={self.root / 'checkpoints'}",
-            f"--GovernedServerApp.signing_key_path={self.root / 'keys' / 'audit.pem'}",
-            "--ServerApp.identity_provider_class=governed_server.identity_provider.NamedTokenIdentityProvider",
-        ]  # fmt: skip
-        env = {
-            **os.environ,
-            "JUPYTER_CONFIG_DIR": str(config_dir),
-            "JUPYTER_DATA_DIR": str(self.root / "data"),
-        }
-        log = (self.root / "serve.log").open("wb")
-        self.process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if self.as_user("dave").get("health").status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    "governance service did not start:\n" + (self.root / "serve.log").read_text()
-                )
-            time.sleep(0.2)
+        self.server = ServeProcess(
+            policy_path=self.policy_path,
+            db_url=self.db_url,
+            log_path=self.root / "serve.log",
+            server_args=[
+                f"--GovernedServerApp.checkpoint_dir={self.root / 'checkpoints'}",
+                f"--GovernedServerApp.signing_key_path={self.root / 'keys' / 'audit.pem'}",
+                "--ServerApp.identity_provider_class=governed_server.identity_provider.NamedTokenIdentityProvider",
+            ],
+            env={**os.environ, "JUPYTER_CONFIG_DIR": str(config_dir), "JUPYTER_DATA_DIR": str(self.root)},
+        ).start()
+        self.url = self.server.url
+        return self
 
     def stop(self) -> None:
         for client in self.clients.values():
             client.close()
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
+        if self.server is not None:
+            self.server.stop()
 
     def as_user(self, name: str) -> httpx.Client:
         if name not in self.clients:

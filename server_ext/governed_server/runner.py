@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import getpass
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +23,7 @@ from governed_kernel import KERNEL_NAME
 from governed_kernel.masking import Masker, MaskingConfig
 from governed_kernel.policy import load_policy
 from governed_kernel.resources import POLICY_ENV, default_policy_path
+from governed_server.serve_process import ServeProcess
 
 EXIT_OK = 0
 EXIT_CELL_ERROR = 1
@@ -62,14 +61,6 @@ class RunError(Exception):
         self.exit_code = exit_code
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def embedded_service(db_url: str, policy_path: Path, workdir: Path) -> Iterator[KernelAccess]:
     """``jupyter governance serve`` on loopback for the run, and a credential for the OS user."""
@@ -86,42 +77,19 @@ def embedded_service(db_url: str, policy_path: Path, workdir: Path) -> Iterator[
         token = CredentialIssuer(store, server_id="jupyter governance run").mint(kernel_id, user)
     finally:
         store.close()
-    port = _free_port()
-    argv = [
-        sys.executable, "-m", "governed_server.cli", "serve", f"--port={port}", "--",
-        f"--GovernedServerApp.policy_path={policy_path}", f"--GovernedServerApp.db_url={db_url}",
-        "--ServerApp.log_level=WARN",
-    ]  # fmt: skip
-    if os.geteuid() == 0:
-        argv.insert(5, "--allow-root")
-    log_path = workdir / "governance-service.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-    api_url = f"http://127.0.0.1:{port}/governance/api/"
+    server = ServeProcess(
+        policy_path=policy_path, db_url=db_url, log_path=workdir / "governance-service.log",
+        server_args=["--ServerApp.log_level=WARN"],
+    )  # fmt: skip
     try:
-        _wait_until_up(api_url, process, log_path)
-        yield KernelAccess(api_url=api_url, token=token, kernel_id=kernel_id, user=user)
+        server.start()
+    except RuntimeError as error:
+        raise RunError(str(error)) from None
+    try:
+        yield KernelAccess(api_url=server.api_url, token=token, kernel_id=kernel_id, user=user)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        server.stop()
         _revoke_locally(db_url, kernel_id)
-
-
-def _wait_until_up(api_url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RunError(f"the embedded governance service exited:\n{log_path.read_text()[-2000:]}")
-        try:
-            # Any HTTP answer (401/403 without a user token) means the server is listening.
-            httpx.get(api_url + "health", timeout=2)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise RunError("the embedded governance service did not start within 60 s")
 
 
 def _revoke_locally(db_url: str, kernel_id: str) -> None:

@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import pytest
 from service_helpers import TOKENS, cell_request, write_policy  # type: ignore[import-not-found]
 
 from governed_server.credentials import CredentialIssuer
+from governed_server.serve_process import ServeProcess
 from governed_server.store import open_store
 
 CLI = [sys.executable, "-m", "governed_server.cli"]
@@ -30,43 +30,25 @@ def free_port() -> int:
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """`jupyter governance serve` (through ServeProcess, which runs exactly that command)."""
     config_dir = tmp_path / "config"
     config_dir.mkdir()
-    (config_dir / "jupyter_server_config.json").write_text(
-        json.dumps({"NamedTokenIdentityProvider": {"users": {token: name for name, token in TOKENS.items()}}})
-    )
+    users = {token: name for name, token in TOKENS.items()}
+    config = {"NamedTokenIdentityProvider": {"users": users}}
+    (config_dir / "jupyter_server_config.json").write_text(json.dumps(config))
     db_url = f"sqlite:///{tmp_path / 'store' / 'governance.sqlite'}"
-    port = free_port()
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(config_dir), "JUPYTER_DATA_DIR": str(tmp_path / "data")}
-    argv = [
-        *CLI, "serve", f"--port={port}", "--allow-root", "--",
-        f"--GovernedServerApp.policy_path={write_policy(tmp_path / 'policy.yaml')}",
-        f"--GovernedServerApp.db_url={db_url}",
+    server_args = [
         "--GovernedServerApp.groups={'approvers': ['carol']}",
         "--ServerApp.identity_provider_class=governed_server.identity_provider.NamedTokenIdentityProvider",
-    ]  # fmt: skip
-    log = (tmp_path / "serve.log").open("w")
-    process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            health = httpx.get(
-                url + "governance/api/health", headers={"Authorization": f"token {TOKENS['bob']}"}
-            )
-            if health.status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            pytest.fail("serve did not start:\n" + (tmp_path / "serve.log").read_text())
-        time.sleep(0.3)
-    try:
-        yield {"url": url, "db_url": db_url, "health": health.json(), "env": env}
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
+    ]
+    with ServeProcess(
+        policy_path=write_policy(tmp_path / "policy.yaml"), db_url=db_url, log_path=tmp_path / "serve.log",
+        server_args=server_args, env=env,
+    ) as server:  # fmt: skip
+        health = httpx.get(server.api_url + "health", headers={"Authorization": f"token {TOKENS['bob']}"})
+        assert health.status_code == 200, server.log_tail()
+        yield {"url": server.url, "db_url": db_url, "health": health.json(), "env": env}
 
 
 def cli(service: dict[str, Any], user: str, *args: str) -> subprocess.CompletedProcess[str]:
