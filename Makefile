@@ -30,13 +30,17 @@ dev: $(BIN)/python
 labextension: $(BIN)/python
 	cd labextension && PATH=$(CURDIR)/$(BIN):$$PATH jlpm install && PATH=$(CURDIR)/$(BIN):$$PATH jlpm build
 
-# Installs the project and starts JupyterLab on the demo notebook, with the governed kernel as the
-# default and the embedded SQLite store under the Jupyter data dir.
+# Installs the project and starts JupyterLab for the two-person demo (docs/ui.md): the demo notebook,
+# the governed kernel as the default, the embedded SQLite store under the Jupyter data dir, named
+# demo identities (ana: analyst, bob: approver and auditor) and one login URL printed per person.
 lab: $(BIN)/python
 	$(BIN)/pip install --quiet .
-	$(BIN)/jupyter lab --no-browser --ServerApp.port=$(PORT) $(ALLOW_ROOT) \
-		--MappingKernelManager.default_kernel_name=governed-python \
-		--ServerApp.root_dir=binder --LabApp.default_url=/lab/tree/demo.ipynb
+	$(MAKE) --no-print-directory demo
+
+# The demo without reinstalling (e.g. after `make dev`). `jupyter governance demo --help` for options.
+.PHONY: demo
+demo:
+	$(BIN)/jupyter governance demo --port $(PORT) --notebook-dir binder
 
 # Installs everything the tests need, then runs the whole suite. PYTEST_ARGS narrows it, e.g.
 # `make test PYTEST_ARGS="-m 'not browser'"`; a selection that collects nothing (pytest exit 5) is

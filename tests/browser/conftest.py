@@ -134,6 +134,22 @@ def start_lab(tmp_path: Path) -> Iterator[Callable[..., LabServer]]:
 
 
 @pytest.fixture(scope="module")
+def module_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., LabServer]]:
+    """Factory like ``start_lab`` whose servers live for the whole module (shared by its tests)."""
+    stack: list[Any] = []
+    root = tmp_path_factory.mktemp("module-lab")
+
+    def start(server_config: dict[str, Any] | None = None) -> LabServer:
+        manager = _run_lab(root / f"lab{len(stack)}", server_config or {})
+        stack.append(manager)
+        return manager.__enter__()
+
+    yield start
+    for manager in reversed(stack):
+        manager.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """One Chromium per test module: Playwright's sync API holds an event loop while it runs, which
     must be gone before pytest-jupyter's tests set up their own."""

@@ -20,6 +20,8 @@ def open_governance_panel(page: Any) -> Any:
     page.locator(PANEL_TAB).click(timeout=UI_TIMEOUT_MS)
     panel = page.locator(PANEL)
     panel.wait_for(state="visible", timeout=UI_TIMEOUT_MS)
+    # The service's health is on the panel's "Service" tab (the others hold approval requests).
+    panel.locator('[role="tab"][data-tab="service"]').click(timeout=UI_TIMEOUT_MS)
     return panel
 
 

@@ -1,7 +1,12 @@
-"""The demo notebook that `make lab` opens runs top to bottom on the governed kernel."""
+"""The demo notebook that `make lab` opens runs top to bottom on the governed kernel.
+
+Run in batch, nobody approves: the approval cell (tagged ``raises-exception``) fails at once with
+``ApprovalRequired`` (``GOVERNED_APPROVAL_TIMEOUT=0``), and the rest of the notebook still runs.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -11,17 +16,34 @@ from nbclient import NotebookClient
 
 from governed_kernel import KERNEL_NAME
 
+TEST_PANS = ("4242424242424242", "5555555555554444", "378282246310005")
+
 
 def test_demo_notebook_runs_on_the_governed_kernel(repo_root: Path, governance_service: Any) -> None:
     notebook = nbformat.read(repo_root / "binder" / "demo.ipynb", as_version=4)
     assert notebook.metadata.kernelspec.name == KERNEL_NAME
-    env = {**os.environ, **governance_service.kernel_env("alice")}
+    env = {**os.environ, **governance_service.kernel_env("alice"), "GOVERNED_APPROVAL_TIMEOUT": "0"}
     NotebookClient(notebook, timeout=120, kernel_name=KERNEL_NAME).execute(env=env)
-    outputs = [
-        output.get("text", "")
-        for cell in notebook.cells
-        if cell.cell_type == "code"
-        for output in cell.outputs
-    ]
+    code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    outputs = [output.get("text", "") for cell in code_cells for output in cell.outputs]
     assert any(text.startswith("kernel: governed_kernel") for text in outputs), outputs
     assert "3 transactions, total 368.49\n" in outputs
+
+    # Masking: the DataFrame and the printed text show the last four digits only.
+    every_output = json.dumps([cell.outputs for cell in code_cells])
+    for pan in TEST_PANS:
+        assert pan not in every_output
+    frame = next(cell for cell in code_cells if cell.id == "masked-frame")
+    html = frame.outputs[0]["data"]["text/html"]
+    assert "4242" in html and "4444" in html and "<table" in html
+
+    # The approval cell is clearly marked and fails fast in batch with what to do.
+    approval = next(cell for cell in code_cells if cell.id == "approval-cell")
+    assert "needs-approval" in approval.metadata.tags and "raises-exception" in approval.metadata.tags
+    errors = [output for output in approval.outputs if output.output_type == "error"]
+    assert errors and errors[0]["ename"] == "ApprovalRequired", approval.outputs
+    assert "jupyter governance approvals approve" in errors[0]["evalue"]
+
+    # The cells after it ran (their runs are in the audit trail).
+    last = next(cell for cell in code_cells if cell.id == "audit-output")
+    assert last.outputs and "1002" in last.outputs[0]["text"]

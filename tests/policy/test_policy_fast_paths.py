@@ -328,3 +328,15 @@ def test_placeholder_shortcut_matches_the_rendered_sql(dialect: str | None) -> N
     rules = SqlRules(data)
     for sql in PLACEHOLDER_SQL:
         assert rules.analyze(sql) == _reference(data, sql), (dialect, sql)
+
+
+def test_met_depends_only_on_the_word_set() -> None:
+    """The classifier asks :meth:`Triggers.met` once per distinct word set of a cell (frozen): the answer
+    must not depend on the set's type or on the order the words were added in."""
+    triggers = Classifier(load_policy(policies_dir() / "pci-dss.yaml")).triggers
+    vocabulary = ["os", "system", "subprocess", "run", "read_sql", "execute", "requests", "get", "exec",
+                  "popen", "path", "join", "df", "pd", "sql", "to_sql", "ctypes", "get_ipython", "kernel"]
+    rng = random.Random(11)
+    for _ in range(500):
+        words = rng.sample(vocabulary, rng.randint(1, 5))
+        assert triggers.met(set(words)) == triggers.met(frozenset(reversed(words))), words

@@ -721,6 +721,7 @@ class Classifier:
                                 acc |= reach[other]
                     changed |= len(acc) != size
             meets: dict[str, bool] = {}
+            met_by_words: dict[frozenset[str], bool] = {}  # most statements reach the same few words
             for i in candidates:
                 key = keys[i]
                 met = meets.get(key)
@@ -728,7 +729,14 @@ class Classifier:
                     mine = set(own[key])
                     for name in words(i) & tainted:
                         mine |= reach[name]
-                    met = meets[key] = bool(mine) and triggers.met(mine)
+                    if not mine:
+                        met = meets[key] = False
+                    else:
+                        frozen = frozenset(mine)
+                        met = met_by_words.get(frozen)
+                        if met is None:
+                            met = met_by_words[frozen] = triggers.met(frozen)
+                        meets[key] = met
                 if met:
                     hot.add(i)
         if not hot:

@@ -17,7 +17,9 @@ from governed_server.cli.errors import EXIT_USAGE, CLIError
 
 PROG = "jupyter governance"
 
-SUBCOMMANDS: tuple[str, ...] = ("info", "policy", "mask", "scan", "run", "approvals", "verify", "serve")
+SUBCOMMANDS: tuple[str, ...] = (
+    "info", "policy", "mask", "scan", "run", "approvals", "verify", "serve", "demo",
+)  # fmt: skip
 """Module names under ``governed_server.cli`` that register a subcommand, in help order."""
 
 
