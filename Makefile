@@ -34,6 +34,7 @@ labextension: $(BIN)/python
 # the governed kernel as the default, the embedded SQLite store under the Jupyter data dir, named
 # demo identities (ana: analyst, bob: approver and auditor) and one login URL printed per person.
 lab: $(BIN)/python
+	bash .ci/system-deps.sh node
 	$(BIN)/pip install --quiet .
 	$(MAKE) --no-print-directory demo
 

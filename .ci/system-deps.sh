@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# System packages the test suite needs: Chromium (browser tests), PostgreSQL server binaries (store
-# tests start a private cluster), Node.js (labextension build). Installs the missing ones with apt
-# when run as root; otherwise says what to install and fails.
+# System packages: Node.js (labextension build), and for the test suite Chromium (browser tests) and
+# PostgreSQL server binaries (store tests start a private cluster). `system-deps.sh node` checks Node.js
+# only (for `make lab`); no argument checks all three. Installs the missing ones with apt when run as
+# root; otherwise says what to install and fails.
 set -euo pipefail
 
+wanted="${1:-all}"
 missing=()
-command -v chromium >/dev/null 2>&1 || [ -x "${GOVERNED_TEST_CHROMIUM:-/usr/bin/chromium}" ] || missing+=(chromium)
-compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
+if [ "$wanted" = "all" ]; then
+  command -v chromium >/dev/null 2>&1 || [ -x "${GOVERNED_TEST_CHROMIUM:-/usr/bin/chromium}" ] || missing+=(chromium)
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null 2>&1 || missing+=(postgresql)
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
