@@ -42,9 +42,16 @@ class FreshEnv:
             PATH=f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}",
         )
 
-    def run(self, *args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str | Path, check: bool = True, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [str(a) for a in args], env=self.env, capture_output=True, text=True, timeout=600, cwd=self.root
+            [str(a) for a in args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=cwd or self.root,
         )
         if check and result.returncode != 0:
             pytest.fail(
@@ -126,3 +133,14 @@ def test_installed_package_runs_a_notebook_under_governance(fresh_env: FreshEnv)
     assert executed.cells[0].outputs[0]["text"].strip() == str(fresh_env.root)
     verify = fresh_env.run("jupyter", "governance", "verify", "--db-url", store, check=False)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_binder_post_build_sets_up_the_demo(fresh_env: FreshEnv, repo_root: Path) -> None:
+    """What mybinder.org runs after creating the environment: install, check, configure the demo."""
+    fresh_env.run("bash", repo_root / "binder" / "postBuild", cwd=repo_root)
+    config = json.loads((Path(fresh_env.env["HOME"]) / ".jupyter" / "jupyter_server_config.json").read_text())
+    users = config["NamedTokenIdentityProvider"]["users"]
+    assert {entry["username"] if isinstance(entry, dict) else entry for entry in users.values()} >= {
+        "ana",
+        "bob",
+    }
