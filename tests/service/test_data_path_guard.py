@@ -51,16 +51,19 @@ async def websocket_execute(
     }
     msg_id = request("execute_request", content)
     messages: list[dict[str, Any]] = []
+    replied = idle = False
     try:
-        while True:
+        # iopub and shell are separate sockets: the reply can overtake the outputs, so wait for both.
+        while not (replied and idle):
             raw = await asyncio.wait_for(ws.read_message(), timeout=60)
             assert raw is not None, "websocket closed"
             msg = json.loads(raw)
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
             messages.append(msg)
-            if msg["msg_type"] == "execute_reply":
-                return messages
+            replied = replied or msg["msg_type"] == "execute_reply"
+            idle = idle or (msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle")
+        return messages
     finally:
         ws.close()
         await jp_fetch("api", "kernels", kernel_id, method="DELETE")
