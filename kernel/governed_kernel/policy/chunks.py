@@ -44,11 +44,15 @@ one of its characters (found with ``memchr``, much faster than a search for seve
 # Binding sites are found right to left, anchored on each ``=`` / ``:`` of a piece's reversed text, so
 # no match can swallow another site (a left-to-right pattern whose gap may hold a comment could run
 # from a ``#`` inside a string to a later ``=`` and hide the real target in between).
-_REV_ASSIGN = re.compile(r"=(?<!==)(:?)([\s\\)]*)(?:(\w*[^\W\d])(?!\w)([ \t]*[(,])?)?")
+_REV_ASSIGN = re.compile(r"=(?<!==)(:?)([\s\\)]*)(?:(\w+)([ \t]*[(,])?)?")
 """Reversed ``name =``, ``name :=``, ``(name) =``: the ``:``, the gap, the name, and a ``(`` or ``,`` right
 before the name on its line. ``f(name=…)``, ``f(a, name=…)`` (a keyword argument or a default) and
 ``a, name = …`` (part of a tuple, which the classifier does not resolve) are not bindings it reads: a
-plain ``=`` with no ``)`` in the gap and ``(`` or ``,`` before the name does not count."""
+plain ``=`` with no ``)`` in the gap and ``(`` or ``,`` before the name does not count. The name is the
+whole run of word characters; a run whose last character (the name's first) is a digit is no name
+(:func:`_sites` drops it: a plain run of word characters and that test is much cheaper than a pattern
+that asks for a non-digit at the run's end, which backtracks on every match, and finds the same names
+at the same ``=``)."""
 _REV_ANNOTATED = re.compile(
     r":(?<!=:)([\s\\)]*)(?:(\w*[^\W\d])(?!\w)(?:\s*\()*(?:[ \t]|\n\\)*(?=[;:\n]|\Z))?")
 """Reversed ``name: T`` at the start of a simple statement (``^``, ``;`` or ``:`` before it)."""
@@ -209,11 +213,14 @@ class Words:
                 found.add(index_of(match.start()))
         else:
             needle = f" {name} "
-            step = len(name) + 1
+            ends = self.ends
             at = flat.find(needle)
             while at >= 0:
-                found.add(index_of(at))  # ``flat`` has one leading space: ``at`` is the word's offset - 1
-                at = flat.find(needle, at + step)
+                index = index_of(at)  # ``flat`` has one leading space: ``at`` is the word's offset - 1
+                found.add(index)
+                # The rest of that piece adds nothing: go on from the next piece (whose first word's
+                # needle starts at flat offset ``starts[index + 1]`` or later).
+                at = flat.find(needle, ends[index])
         self._where[name] = found
         return found
 
@@ -267,19 +274,18 @@ class Words:
 
 def _sites(reverse: str, comments: bool) -> set[str] | None:
     """The names bound in a reversed text; None when a gap crosses a line and the text has a ``#`` (a
-    comment may hide the target: every word counts)."""
-    found: set[str] = set()
-    for walrus, gap, name, before in _REV_ASSIGN.findall(reverse):
-        if comments and "\n" in gap:
-            return None
-        if name and (walrus or not before or ")" in gap):
-            found.add(name[::-1])
-    for gap, name in _REV_ANNOTATED.findall(reverse):
-        if comments and "\n" in gap:
-            return None
-        if name:
-            found.add(name[::-1])
-    return found
+    comment may hide the target: every word counts). Both patterns run in full (the regular-expression
+    engine is most of the cost), then the gaps are tested at once and the names gathered by
+    comprehensions, which is cheaper than a Python loop over the matches."""
+    assigns = _REV_ASSIGN.findall(reverse)
+    annotated = _REV_ANNOTATED.findall(reverse)
+    if comments and ("\n" in "".join([match[1] for match in assigns])
+                     or "\n" in "".join([match[0] for match in annotated])):
+        return None
+    found = {name for walrus, gap, name, before in assigns
+             if name and not name[-1].isdecimal() and (walrus or not before or ")" in gap)}
+    found.update([name for _, name in annotated if name])
+    return {name[::-1] for name in found}
 
 
 def _import_words(source: str, words: set[str]) -> set[str]:

@@ -13,11 +13,36 @@ import ast
 import functools
 import re
 from dataclasses import dataclass
+from keyword import kwlist
 from typing import Any
 
 _NEEDS_IPYTHON = re.compile(
     r"^[ \t]*[%!?/,;]|=[ \t]*[!%]|\?[ \t]*$|^[ \t]*(>>>|\.\.\.)|^In \[\d+\]:|\A\s*\n*[ \t]+\S", re.MULTILINE)
 """IPython syntax: magics, escapes, help, pasted prompts, or an indented first line (IPython dedents)."""
+_KEYWORDS = frozenset(kwlist)
+
+
+_SHELL_LINE = re.compile(
+    r"((?:[A-Za-z_][A-Za-z0-9_]*[ \t]*=[ \t]*)?)!"
+    r"([A-Za-z0-9_./*'\", :@+%<>|&{}$()\[\]-][A-Za-z0-9_./*'\" \t=:@+%<>|&{}$()\[\]#-]*)\n?")
+"""A one-line ``!cmd`` or ``name = !cmd`` in plain ASCII, without what makes IPython read it otherwise
+(``!!``, ``!=``, ``?``, ``\\``, ``;``, a leading indent, more lines): :func:`_shell_line` writes the
+call IPython writes, without tokenizing the cell."""
+
+
+def _shell_line(cell: str) -> str | None:
+    """What IPython's transformer makes of a simple one-line shell escape, or None for anything else
+    (then IPython's transformer runs). Checked against the transformer on many generated lines in
+    ``tests/policy/test_policy_shortcuts.py``."""
+    found = _SHELL_LINE.fullmatch(cell)
+    if found is None:
+        return None
+    target, command = found.groups()
+    if target and target.partition("=")[0].strip() in _KEYWORDS:
+        return None
+    call = "getoutput" if target else "system"
+    command = command.rstrip(" \t")
+    return f"{target}get_ipython().{call}({command!r})\n"
 
 
 @dataclass(frozen=True)
@@ -60,7 +85,7 @@ def prepare(cell: str) -> PreparedSource:
             return PreparedSource(None, note=f"the cell is not valid Python{where}: IPython will raise "
                                   "SyntaxError and run nothing")
     try:
-        transformed: str = _transformer().transform_cell(cell)
+        transformed: str = _shell_line(cell) or _transformer().transform_cell(cell)
     except Exception as error:  # IPython refuses the cell: it shows the error and runs nothing.
         return PreparedSource(None, note=f"IPython cannot transform this cell ({type(error).__name__}); "
                               "nothing in it will run")

@@ -122,16 +122,23 @@ class SqlRules:
         """
         run: list[str] = []  # the parts of the current dotted run of names
         after_dot = True
+        column = self._columns.match if self._columns is not None else None
+        dot = TokenType.DOT
         for token in tokens:
-            if token.token_type == TokenType.DOT:
+            if token.token_type == dot:
                 if after_dot:
                     return True  # ``..`` (a default schema) or a leading dot: leave it to the walk
                 after_dot = True
                 continue
             text = token.text.lower()
-            parts = text.split(".")
-            if self._columns is not None and any(self._columns.match(name) for name in (text, *parts)):
-                return True
+            if "." in text:
+                parts = text.split(".")
+                if column is not None and any(column(name) for name in (text, *parts)):
+                    return True
+            else:
+                parts = [text]  # ``(text, *parts)`` would test the same name twice
+                if column is not None and column(text):
+                    return True
             if not after_dot:
                 if self._run_may_match(run):
                     return True
@@ -144,6 +151,8 @@ class SqlRules:
         if len(run) > 3:
             return True
         tables = self._tables
+        if len(run) == 1:  # the common case: one name
+            return tables is not None and tables.match(run[0]) is not None
         return tables is not None and any(tables.match(".".join(run[start:end])) for start in range(len(run))
                                           for end in range(start + 1, len(run) + 1))
 
