@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import secrets
@@ -13,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,35 +119,30 @@ def _run_lab(tmp_path: Path, server_config: dict[str, Any]) -> Iterator[LabServe
             process.kill()
 
 
+@contextmanager
+def _lab_factory(root: Path) -> Iterator[Callable[..., LabServer]]:
+    """``start(config)`` runs JupyterLab from the installed package; all stop when the block ends."""
+    with ExitStack() as stack:
+        numbers = itertools.count()
+
+        def start(server_config: dict[str, Any] | None = None) -> LabServer:
+            return stack.enter_context(_run_lab(root / f"lab{next(numbers)}", server_config or {}))
+
+        yield start
+
+
 @pytest.fixture
 def start_lab(tmp_path: Path) -> Iterator[Callable[..., LabServer]]:
-    """Factory: ``start_lab(config)`` runs JupyterLab from the installed package until the test ends."""
-    stack: list[Any] = []
-
-    def start(server_config: dict[str, Any] | None = None) -> LabServer:
-        manager = _run_lab(tmp_path / f"lab{len(stack)}", server_config or {})
-        stack.append(manager)
-        return manager.__enter__()
-
-    yield start
-    for manager in reversed(stack):
-        manager.__exit__(None, None, None)
+    """Factory: servers live until the test ends."""
+    with _lab_factory(tmp_path) as start:
+        yield start
 
 
 @pytest.fixture(scope="module")
 def module_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., LabServer]]:
     """Factory like ``start_lab`` whose servers live for the whole module (shared by its tests)."""
-    stack: list[Any] = []
-    root = tmp_path_factory.mktemp("module-lab")
-
-    def start(server_config: dict[str, Any] | None = None) -> LabServer:
-        manager = _run_lab(root / f"lab{len(stack)}", server_config or {})
-        stack.append(manager)
-        return manager.__enter__()
-
-    yield start
-    for manager in reversed(stack):
-        manager.__exit__(None, None, None)
+    with _lab_factory(tmp_path_factory.mktemp("module-lab")) as start:
+        yield start
 
 
 @pytest.fixture(scope="module")
