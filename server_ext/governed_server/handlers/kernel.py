@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 import time
 from typing import Any, ClassVar
 
@@ -18,6 +20,19 @@ RECHECK_S = 0.5
 """How often a long-poll re-reads the store, to see decisions made by other server processes."""
 
 
+def code_matches_hash(code: str, cell_hash: str, mask_char: str) -> bool:
+    """Whether the code shown to approvers can be the cell with hash ``cell_hash``.
+
+    Equal hashes prove it. The kernel masks card numbers before sending the code, which changes the
+    hash; a difference is accepted only when the code shows a masked card number (a run of at least six
+    mask characters, digits or separators ending in digits), never for an otherwise different cell.
+    """
+    if hashlib.sha256(code.encode("utf-8")).hexdigest() == cell_hash:
+        return True
+    masked_pan = re.compile(rf"(?:{re.escape(mask_char)}[ \-.]?){{6,}}\d{{2,4}}")
+    return masked_pan.search(code) is not None
+
+
 class KernelApprovalsHandler(KernelHandler):
     """``POST /kernel/approvals``: open a request for a cell (or get back a still-valid approval)."""
 
@@ -27,6 +42,9 @@ class KernelApprovalsHandler(KernelHandler):
     def post(self) -> None:
         body = self.json_body()
         service = self.service
+        if not code_matches_hash(body["code"], body["cell_hash"], service.masker.config.mask_char):
+            # The approver must see the cell that will run: a kernel may only show masked card numbers.
+            self.fail(400, "cell_hash is not the SHA-256 of the code shown (only masked card numbers differ)")
         new = NewRequest(
             cell_hash=body["cell_hash"],
             code_masked=body["code"],
