@@ -95,6 +95,10 @@ class Governor:
         try:
             self.policy = load_policy(default_policy_path())
             self.masker = Masker(MaskingConfig.from_mapping(self.policy.masking))
+            # One policy load per kernel: the masking Session uses the same settings.
+            configure = getattr(getattr(kernel, "session", None), "configure_masking", None)
+            if configure is not None:
+                configure(self.policy.masking)
         except PolicyError as error:
             self.setup_error = f"the governance policy did not load, so no cell can run:\n{error}"
         except (OSError, ValueError) as error:
@@ -450,9 +454,8 @@ class Governor:
         )
 
     def _mask(self, text: str) -> str:
-        masker = getattr(getattr(self.kernel, "session", None), "masker", None) or self.masker
         try:
-            return str(masker.mask_text(text)[0])
+            return str(self.masker.mask_text(text)[0])
         except MaskingError:
             return "[masking failed: text withheld]"
 
