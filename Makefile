@@ -7,7 +7,7 @@ PORT ?= 8888
 # JupyterLab refuses to run as root without this flag (containers, CI machines).
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test install system-deps dev labextension lint build clean
+.PHONY: lab test install system-deps dev native labextension lint build clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,14 @@ LABEXT_LINK := $(VENV)/share/jupyter/labextensions/@governed-kernel/labextension
 # `jlpm watch` in labextension/) plus a browser reload shows TypeScript changes.
 dev: $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[test]"
+	$(MAKE) --no-print-directory native
 	rm -rf $(LABEXT_LINK)
 	ln -s $(CURDIR)/server_ext/governed_server/labextension $(LABEXT_LINK)
+
+# Compiles the C accelerators (hatch_build.py: the PAN scanner) in place, for the editable install;
+# run it after editing a .c file (a stale build is not used: the pure-Python path runs instead).
+native: $(BIN)/python
+	$(BIN)/python hatch_build.py
 
 labextension: $(BIN)/python
 	cd labextension && PATH=$(CURDIR)/$(BIN):$$PATH jlpm install && PATH=$(CURDIR)/$(BIN):$$PATH jlpm build

@@ -10,32 +10,21 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+from governed_kernel.audit_stream import AuditStream
+from governed_kernel.client_errors import SETUP_HINT, ApprovalRefused, GovernanceUnavailable
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["SETUP_HINT", "ApprovalRefused", "GovernanceClient", "GovernanceUnavailable", "ServiceConfig"]
 
 SERVICE_URL_ENV = "GOVERNED_SERVICE_URL"
 TOKEN_ENV = "GOVERNED_KERNEL_TOKEN"
 AUTH_SCHEME = "GovernedKernel"
-SETUP_HINT = (
-    "Start the notebook from JupyterLab with the governed_server extension enabled, or run it with "
-    "`jupyter governance run NOTEBOOK`; for other runners set GOVERNED_SERVICE_URL and "
-    "GOVERNED_KERNEL_TOKEN (see docs/batch.md)."
-)
-
-
-class GovernanceUnavailable(RuntimeError):
-    """The governance service cannot be used (not configured, unreachable, refused): fail closed."""
-
-
-class ApprovalRefused(RuntimeError):
-    """The service answered, and the answer is no (403/404/409): the message says why."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
+AUDIT_STREAM_ENV = "GOVERNED_AUDIT_STREAM"
+"""``0`` sends audit records over HTTP only (the stream is the default: one socket, cheaper per cell)."""
 @dataclass(frozen=True)
 class ServiceConfig:
     url: str
@@ -51,16 +40,36 @@ class ServiceConfig:
 
 
 class GovernanceClient:
-    """Async HTTP client of the kernel endpoints (``/governance/api/kernel/…``)."""
+    """Async client of the kernel endpoints (``/governance/api/kernel/…``).
 
-    def __init__(self, config: ServiceConfig, *, timeout: float = 10.0) -> None:
+    Audit records go over the audit stream (a WebSocket) when it can be opened, else over HTTP;
+    approvals always use HTTP. httpx is imported on first use: most kernels only send audit records,
+    and its import is a noticeable part of a kernel's start.
+    """
+
+    def __init__(self, config: ServiceConfig, *, timeout: float = 10.0, stream: bool | None = None) -> None:
         self.config = config
-        self._client = httpx.AsyncClient(
-            base_url=config.url,
-            headers={"Authorization": f"{AUTH_SCHEME} {config.token}"},
-            timeout=httpx.Timeout(timeout, read=timeout + 65.0),
-            transport=httpx.AsyncHTTPTransport(retries=2),
-        )
+        self.timeout = timeout
+        self._client: httpx.AsyncClient | None = None
+        if stream is None:
+            stream = os.environ.get(AUDIT_STREAM_ENV, "1").strip() not in ("0", "false", "no")
+        self.stream = AuditStream(config.url, self._auth_header, timeout=timeout) if stream else None
+
+    @property
+    def _auth_header(self) -> str:
+        return f"{AUTH_SCHEME} {self.config.token}"
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.AsyncClient(
+                base_url=self.config.url,
+                headers={"Authorization": self._auth_header},
+                timeout=httpx.Timeout(self.timeout, read=self.timeout + 65.0),
+                transport=httpx.AsyncHTTPTransport(retries=2),
+            )
+        return self._client
 
     async def request_approval(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self._call("POST", "kernel/approvals", json=body)
@@ -76,14 +85,23 @@ class GovernanceClient:
         return await self._call("POST", f"kernel/approvals/{request_id}/cancel", json={})
 
     async def send_audit(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        if self.stream is not None:
+            answer = await self.stream.send(records)
+            if answer is not None:
+                return answer
         return await self._call("POST", "kernel/audit", json={"records": records})
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self.stream is not None:
+            await self.stream.close()
+        if self._client is not None:
+            await self._client.aclose()
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        import httpx
+
         try:
-            response = await self._client.request(method, path, **kwargs)
+            response = await self._http().request(method, path, **kwargs)
         except httpx.HTTPError as error:
             raise GovernanceUnavailable(
                 f"the governance service at {self.config.url} cannot be reached ({type(error).__name__}: "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import getpass
 import hashlib
 import os
@@ -62,7 +63,7 @@ class Cell:
     store_history: bool
     notebook: str = ""
 
-    @property
+    @functools.cached_property
     def cell_hash(self) -> str:
         return hashlib.sha256(self.code.encode("utf-8")).hexdigest()
 
@@ -93,11 +94,16 @@ class Governor:
         self.policy: Policy | None = None
         self.masker = Masker()
         try:
-            self.policy = load_policy(default_policy_path())
+            # One policy load per kernel: the masking Session may have loaded it already (its
+            # streams need a masker first); then both use the same settings.
+            path = default_policy_path()
+            session = getattr(kernel, "session", None)
+            loaded = getattr(session, "loaded_policy", None)
+            shared = loaded(path) if loaded is not None else None
+            self.policy = shared or load_policy(path)
             self.masker = Masker(MaskingConfig.from_mapping(self.policy.masking))
-            # One policy load per kernel: the masking Session uses the same settings.
-            configure = getattr(getattr(kernel, "session", None), "configure_masking", None)
-            if configure is not None:
+            configure = getattr(session, "configure_masking", None)
+            if configure is not None and shared is None:
                 configure(self.policy.masking)
         except PolicyError as error:
             self.setup_error = f"the governance policy did not load, so no cell can run:\n{error}"
@@ -120,6 +126,7 @@ class Governor:
         self._flush_timer: asyncio.TimerHandle | None = None
         self._send_lock = asyncio.Lock()
         self._background: set[asyncio.Future[None]] = set()
+        self._last_masked_code: tuple[str | None, str] = (None, "")
         timeout = env.get(APPROVAL_TIMEOUT_ENV)
         ttl = self.policy.approvals.pending_ttl_minutes * 60.0 if self.policy else 0.0
         self.approval_timeout = float(timeout) if timeout not in (None, "") else ttl
@@ -329,7 +336,7 @@ class Governor:
             "notebook": self._mask(cell.notebook or self.notebook)[:1024],
             "cell_id": cell.cell_id[:128],
             "cell_hash": cell.cell_hash,
-            "code": self._mask(cell.code),
+            "code": self._masked_code(cell),
             "policy_version": self.policy.version if self.policy else "",
             "approval_id": approval.request_id if approval else None,
             "details": {"os_user": self.os_user, "silent": cell.silent, **(details or {})},
@@ -452,6 +459,12 @@ class Governor:
             "Run the cell again to send it to an approver.",
             flush=True,
         )
+
+    def _masked_code(self, cell: Cell) -> str:
+        """The cell's code, masked once for its start and end records."""
+        if self._last_masked_code[0] is not cell.code:
+            self._last_masked_code = (cell.code, self._mask(cell.code))
+        return self._last_masked_code[1]
 
     def _mask(self, text: str) -> str:
         try:

@@ -5,12 +5,16 @@ record), and the kernel's identity (what ``kernel_info`` reports) in one place.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from ipykernel.ipkernel import IPythonKernel
 
 from governed_kernel._version import __version__
 from governed_kernel.governor import Cell, Governor
+
+SHUTDOWN_FLUSH_TIMEOUT_S = 10.0
+"""How long a shutdown waits for the last audit records (a running cell delays it)."""
 
 
 class GovernedKernel(IPythonKernel):
@@ -61,7 +65,22 @@ class GovernedKernel(IPythonKernel):
         return await self.governor.execute(cell, run)
 
     async def do_shutdown(self, restart: bool) -> dict[str, Any]:
-        """Deliver the audit records still buffered before the kernel goes away."""
-        await self.governor.close()
+        """Deliver the audit records still buffered before the kernel goes away.
+
+        ipykernel answers shutdown requests on the control thread's event loop; the service client
+        (its audit stream) lives on the shell's loop, so the closing runs there.
+        """
+        shell_loop = getattr(getattr(self, "io_loop", None), "asyncio_loop", None)
+        if shell_loop is None or shell_loop is asyncio.get_running_loop() or not shell_loop.is_running():
+            await self.governor.close()
+        else:
+            closing = asyncio.run_coroutine_threadsafe(self.governor.close(), shell_loop)
+            try:
+                await asyncio.wait_for(asyncio.wrap_future(closing), SHUTDOWN_FLUSH_TIMEOUT_S)
+            except asyncio.TimeoutError:
+                self.log.warning(
+                    "governed kernel: audit records not delivered within %s s at shutdown; they stay "
+                    "in the local buffer %s", SHUTDOWN_FLUSH_TIMEOUT_S, self.governor.buffer.path,
+                )  # fmt: skip
         reply: dict[str, Any] = super().do_shutdown(restart)  # type: ignore[no-untyped-call]
         return reply

@@ -15,15 +15,23 @@ the original descriptors). Python-level ``echo`` (``quiet=False``) is never hono
 
 from __future__ import annotations
 
+import array
 import codecs
 import contextlib
 import os
+import select
 import sys
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from ipykernel.iostream import OutStream
+
+try:
+    import fcntl
+    import termios
+except ImportError:  # pragma: no cover - Windows: always sync through the pipe
+    fcntl = None  # type: ignore[assignment]
 
 from governed_kernel.masking import Masker, MaskReport, StreamMasker, default_masker
 from governed_kernel.session import WITHHELD
@@ -50,6 +58,8 @@ class MaskingOutStream(OutStream):
         # Set before super().__init__: it starts the pipe-watcher thread, which uses these.
         self._carry: dict[str, tuple[dict[str, Any], StreamMasker]] = {}
         self._release = False
+        self._flushing = False
+        self._fd_in_flight = False
         self._poll_scheduled = False
         self._sync_token = b"\x00governed-sync-" + os.urandom(8).hex().encode() + b"\x00"
         self._synced = threading.Event()
@@ -70,15 +80,42 @@ class MaskingOutStream(OutStream):
 
     # -- end of cell ------------------------------------------------------------------------------
     def finish_cell(self) -> None:
-        """Send everything held back (after reading fd output written so far). Main thread."""
+        """Send everything held back (after reading fd output written so far). Main thread.
+
+        Most cells print nothing on a given stream: then there is nothing to wait for, and the two
+        round trips to other threads (fd watcher, IOPub thread) are skipped (see :meth:`_idle`).
+        """
         self._sync_fd()
+        if self._idle():
+            return
         self._release = True
         self.flush()  # type: ignore[no-untyped-call]
 
+    def _idle(self) -> bool:
+        """Nothing written since the last flush, no flush running, nothing held back.
+
+        Read in this order: a write sets ``_flush_pending`` before it returns, and :meth:`_flush`
+        sets ``_flushing`` before it clears ``_flush_pending``.
+        """
+        return not self._flush_pending and not self._flushing and not self._carry
+
+    def _fd_quiet(self) -> bool:
+        """No fd output is waiting in the pipe or being forwarded by the watcher.
+
+        Read in this order: the watcher sets ``_fd_in_flight`` before it reads from the pipe and
+        clears it after it forwarded what it read, so bytes are always either counted by FIONREAD
+        or covered by the flag.
+        """
+        if _pending_bytes(self._fid) != 0:
+            return False
+        return not self._fd_in_flight
+
     def _sync_fd(self) -> None:
-        """Write a token through the fd pipe and wait until the watcher has read up to it."""
+        """Wait until the watcher has forwarded all fd output written so far (a token round trip)."""
         watcher = getattr(self, "watch_fd_thread", None)
         if not self._should_watch or self._fid is None or watcher is None or not watcher.is_alive():
+            return
+        if self._fd_quiet():
             return
         fd = self._original_stdstream_fd
         try:
@@ -92,6 +129,13 @@ class MaskingOutStream(OutStream):
 
     # -- masking on the IOPub thread --------------------------------------------------------------
     def _flush(self) -> None:
+        self._flushing = True
+        try:
+            self._flush_held()
+        finally:
+            self._flushing = False
+
+    def _flush_held(self) -> None:
         self._flush_pending = False
         self._subprocess_flush_pending = False
         release, self._release = self._release, False
@@ -157,7 +201,11 @@ class MaskingOutStream(OutStream):
         token = self._sync_token
         pending = b""
         try:
+            readable = select.poll()
+            readable.register(self._fid, select.POLLIN)
             while True:
+                readable.poll()  # wait outside the flag: see _fd_quiet
+                self._fd_in_flight = True
                 chunk = os.read(self._fid, PIPE_BUFFER_SIZE)
                 if not chunk or not self._should_watch:
                     break
@@ -174,8 +222,11 @@ class MaskingOutStream(OutStream):
                 if synced:
                     self._echo(None)
                     self._synced.set()
+                self._fd_in_flight = False
         except Exception:
             self._exc = sys.exc_info()
+        finally:
+            self._fd_in_flight = False
 
     def _echo(self, text: str | None) -> None:
         """Masked copy of fd output to the original descriptor (the terminal or the server log)."""
@@ -189,6 +240,18 @@ class MaskingOutStream(OutStream):
             if out:
                 with contextlib.suppress(OSError):
                     os.write(self._original_stdstream_copy, out.encode(errors="replace"))
+
+
+def _pending_bytes(fd: int | None) -> int:
+    """Unread bytes in the pipe ``fd`` (FIONREAD); -1 when that cannot be asked (then: sync)."""
+    if fd is None or fcntl is None:
+        return -1
+    count = array.array("i", [0])
+    try:
+        fcntl.ioctl(fd, termios.FIONREAD, count, True)
+    except OSError:
+        return -1
+    return count[0]
 
 
 def _msg_id(parent: dict[str, Any]) -> str:

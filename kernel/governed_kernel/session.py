@@ -17,7 +17,8 @@ import numbers
 import threading
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from jupyter_client.session import Session
 from traitlets import Integer, Unicode
@@ -25,6 +26,9 @@ from traitlets.log import get_logger
 
 from governed_kernel.masking import Masker, MaskingConfig, MaskingError, MaskReport, mask_bundle, mask_json
 from governed_kernel.masking_ledger import DEFAULT_TEXT_CAP, OutputLedger
+
+if TYPE_CHECKING:
+    from governed_kernel.policy import Policy
 
 MIN_TEXT = 12
 """A string shorter than this cannot hold a PAN (12 digits at least): skipped without scanning."""
@@ -54,6 +58,8 @@ class MaskingSession(Session):
         super().__init__(**kwargs)
         self._masker: Masker | None = None
         self._masker_lock = threading.Lock()
+        self._policy: Policy | None = None
+        self._policy_path: Path | None = None
         self.masking_problem: str | None = None
         """Why the policy's masking settings could not be used (the defaults are used instead)."""
         self.ledger = OutputLedger(self.ledger_text_cap)
@@ -73,11 +79,20 @@ class MaskingSession(Session):
         self._masker = checked_masker(masking)
         self.masking_problem = None
 
+    def loaded_policy(self, path: Path) -> Policy | None:
+        """The policy this session loaded from ``path`` for its masking, if any (one load per kernel)."""
+        if self._policy is not None and self._policy_path == path:
+            return self._policy
+        return None
+
     def _build_masker(self) -> Masker:
-        from governed_kernel.policy import load_default_policy, load_policy
+        from governed_kernel.policy import load_policy
+        from governed_kernel.resources import default_policy_path
 
         try:
-            policy = load_policy(self.policy_path) if self.policy_path else load_default_policy()
+            path = Path(self.policy_path).expanduser() if self.policy_path else default_policy_path()
+            policy = load_policy(path)
+            self._policy, self._policy_path = policy, path
             return checked_masker(policy.masking)
         except Exception as error:
             # The cell gate refuses to run cells without a policy; kernel messages are still masked

@@ -59,6 +59,17 @@ class GovernedServerApp(ExtensionApp):
         help="Ed25519 private key that signs audit checkpoints (created on first use, mode 0600).",
     ).tag(config=True)
 
+    sqlite_sync_interval = Float(
+        0.1,
+        min=0.0,
+        help=(
+            "SQLite store only: seconds within which a commit reaches the disk (group commit). Commits "
+            "survive a crash of any process at once; a power cut or OS crash can lose at most this "
+            "much of the newest records. 0 = fsync at every commit (slower cells). PostgreSQL follows "
+            "its own synchronous_commit setting."
+        ),
+    ).tag(config=True)
+
     groups = Dict(
         value_trait=List(Unicode()),
         help=(
@@ -174,6 +185,7 @@ class GovernedServerApp(ExtensionApp):
             signing_key_path=Path(self.signing_key_path).expanduser(),
             groups=dict(self.groups),
             server_id=self.server_id,
+            sqlite_sync_interval=self.sqlite_sync_interval,
         )
         event_logger = getattr(self.serverapp, "event_logger", None)
         try:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from sqlalchemy import Connection, or_, select, update
+from sqlalchemy import Connection, bindparam, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from governed_kernel.masking import Masker
@@ -169,11 +169,9 @@ class AuditLog:
             )
             records.append(StoredRecord.from_body(seq, text, prev, digest))
             prev = digest
-        connection.execute(audit_records.insert(), rows)
+        connection.execute(_INSERT_RECORDS, rows)
         moved = connection.execute(
-            update(audit_head)
-            .where(audit_head.c.id == 1, audit_head.c.seq == head.seq)
-            .values(seq=seq, hash=prev, updated_at=now)
+            _MOVE_HEAD, {"expected_seq": head.seq, "new_seq": seq, "new_hash": prev, "moved_at": now}
         ).rowcount
         if moved != 1:  # pragma: no cover - impossible while the head row is locked
             raise AuditError("the audit chain head moved during an append (lock not held): refusing to fork")
@@ -363,11 +361,20 @@ class AuditLog:
         return report
 
 
+# Built once: every cell's records go through these, and building a statement costs more than
+# running it on SQLite.
+_LOCK_HEAD = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
+_INSERT_RECORDS = audit_records.insert()
+_MOVE_HEAD = (
+    update(audit_head)
+    .where(audit_head.c.id == 1, audit_head.c.seq == bindparam("expected_seq"))
+    .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"), updated_at=bindparam("moved_at"))
+)
+
+
 def _lock_head(connection: Connection) -> Any:
     """The chain head row, locked until the transaction ends (the serialisation point)."""
-    return connection.execute(
-        select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
-    ).one()
+    return connection.execute(_LOCK_HEAD).one()
 
 
 def _latest_checkpoint(connection: Connection) -> Checkpoint | None:

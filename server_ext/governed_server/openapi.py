@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from tornado.web import RequestHandler
+from tornado.websocket import WebSocketHandler
 
 from governed_kernel._version import __version__
 from governed_server.handlers import default_handlers
@@ -40,10 +41,33 @@ def _summary(handler: type[RequestHandler], method: str) -> tuple[str, str]:
     return first.strip(), rest.strip()
 
 
+def _websocket_operation(handler: type[RequestHandler]) -> dict[str, Any]:
+    """OpenAPI describes the upgrade request only; the messages are in the description."""
+    summary, description = _summary(handler, "get")
+    return {
+        "summary": summary,
+        "description": (description + "\n\n" if description else "")
+        + "A WebSocket: JSON messages `{id, records}` in (the schema of `POST /kernel/audit`), "
+        "`{id, status, records | message}` out. Protocol and statuses: docs/service.md.",
+        "tags": ["kernel"],
+        "security": [{"kernelCredential": []}],
+        "responses": {
+            "101": {"description": "Switching Protocols: the audit stream is open"},
+            **{
+                status: {"description": ERROR_STATUSES[status]}
+                for status in ("400", "401", "403", "503")
+            },
+        },
+    }
+
+
 def build() -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for pattern, handler in default_handlers():
         path = _openapi_path(pattern)
+        if issubclass(handler, WebSocketHandler):
+            paths[path] = {"get": _websocket_operation(handler)}
+            continue
         item: dict[str, Any] = {}
         parameters = [
             {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}

@@ -19,10 +19,10 @@ from governed_kernel.masking import Masker, MaskingConfig
 from governed_kernel.policy import Policy, load_policy
 from governed_server.approvals import ApprovalService, ApprovalView
 from governed_server.audit import AuditLog
-from governed_server.audit_records import AuditEvent
+from governed_server.audit_records import AuditEvent, StoredRecord
 from governed_server.credentials import CredentialIssuer
 from governed_server.events import APPROVAL_SCHEMA, CELL_SCHEMA, INTEGRITY_SCHEMA, register_schemas
-from governed_server.identity import RoleResolver
+from governed_server.identity import KernelPrincipal, RoleResolver
 from governed_server.store import Store, kernel_credentials
 
 log = logging.getLogger("governed_server")
@@ -45,6 +45,8 @@ class ServiceSettings:
     signing_key_path: Path
     groups: Mapping[str, Iterable[str]]
     server_id: str = ""
+    sqlite_sync_interval: float = 0.0
+    """See ``GovernedServerApp.sqlite_sync_interval``; 0 (fsync every commit) for tools and tests."""
 
 
 class ApprovalWaiters:
@@ -85,7 +87,7 @@ class GovernanceService:
     ) -> None:
         self.settings = settings
         self.policy = policy if policy is not None else load_policy(settings.policy_path)
-        self.store = Store.open(settings.db_url)
+        self.store = Store.open(settings.db_url, sqlite_sync_interval=settings.sqlite_sync_interval)
         self.audit = AuditLog(
             self.store,
             signing_key_path=settings.signing_key_path,
@@ -150,6 +152,42 @@ class GovernanceService:
                 )
             ]
         )
+
+    def ingest_kernel_audit(
+        self, kernel: KernelPrincipal, records: list[dict[str, Any]], client_addr: str
+    ) -> list[StoredRecord]:
+        """Store a kernel's own records (already schema-checked) in one transaction, then announce them.
+
+        The actor is the credential's user, never a field of the record. Raises AuditInputError.
+        """
+        events = [
+            AuditEvent(
+                event_type=record["event_type"],
+                user=kernel.username,
+                outcome=record.get("outcome", "success"),
+                claimed_user=record.get("claimed_user"),
+                client_addr=client_addr,
+                server=self.settings.server_id,
+                kernel_id=kernel.kernel_id,
+                session_id=record.get("session_id", ""),
+                notebook=record.get("notebook", ""),
+                cell_id=record.get("cell_id", ""),
+                cell_hash=record.get("cell_hash", ""),
+                tables=tuple(record.get("tables", ())),
+                code=record.get("code", ""),
+                output=record.get("output", ""),
+                output_sha256=record.get("output_sha256"),
+                output_size=record.get("output_size"),
+                masking=record.get("masking", {}),
+                approval_id=record.get("approval_id"),
+                policy_version=record.get("policy_version", ""),
+                details=record.get("details", {}),
+            )
+            for record in records
+        ]
+        stored = self.audit.append(events)
+        self.announce_cells(stored)
+        return stored
 
     def announce_cells(self, records: Iterable[Any]) -> None:
         """Push cell records (ids and outcome only, never code or output) to listeners."""

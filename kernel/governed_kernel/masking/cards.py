@@ -135,6 +135,7 @@ class BrandTable:
         self._any_fine = [slot in fine for slot in range(10_000)]
         self.fine_slots: Sequence[bool] = self._any_fine
         """For each 4-digit prefix: do ranges finer than four digits start there?"""
+        self._native: tuple[bytes, bytes, tuple[str, ...]] | None = None
 
     def brand_of(self, digits: str) -> str | None:
         """The brand name for a digit string (length counted), or None when no brand fits."""
@@ -160,6 +161,26 @@ class BrandTable:
             return False
         slot = int(digits[:4])
         return n in self._lengths[slot] or self._any_fine[slot]
+
+    def native_tables(self) -> tuple[bytes, bytes, tuple[str, ...]]:
+        """This table for the C accelerator (``_panscan.find``), built on first use (~15 ms):
+        the brand per 4-digit prefix and length as ``index + 1`` into the names (0: none) in
+        ``bytes[10000 * 20]``, the fine-range flag per prefix in ``bytes[10000]``, the names."""
+        tables = self._native
+        if tables is None:
+            names: list[str] = []
+            index: dict[str, int] = {}
+            brand = bytearray(10_000 * 20)
+            for slot, by_length in enumerate(self._brand_by_length):
+                for length, name in by_length.items():
+                    if name not in index:
+                        index[name] = len(names) + 1
+                        names.append(name)
+                    brand[slot * 20 + length] = index[name]
+            if len(names) > 255:
+                raise ValueError("more than 255 brand names")
+            tables = self._native = (bytes(brand), bytes(self._any_fine), tuple(names))
+        return tables
 
     def with_brands(self, extra: Sequence[Brand]) -> BrandTable:
         """A new table with ``extra`` brands added (checked first, so they name matching cards)."""

@@ -9,13 +9,22 @@ Two stages (measured in ``bench/bench_masking.py``; see docs/masking.md):
 2. *Exact check in Python, per run.* Split the run into digit groups joined by real separators,
    try the natural groupings, and accept a candidate only when a brand's IIN range and length fit
    and the Luhn digit is right. Track 1/2 data around a PAN is taken whole.
+
+This module is the reference. When the optional C accelerator ``_panscan`` is built, :func:`find`
+uses it for stage 1 and the common runs and calls back here for every other run (same findings;
+see "The C accelerator" in docs/masking.md).
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import itertools
+import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from types import ModuleType
 from typing import Any, NamedTuple
 
 from governed_kernel.masking.cards import MAX_PAN, MIN_PAN, BrandTable, luhn_valid
@@ -168,17 +177,71 @@ GATE_MAX_COVER = 0.5
 stage 1 runs over the whole text: it is as fast and skips the per-region bookkeeping."""
 _GATE_CHUNK = 524_288
 
-try:  # numpy is optional (present whenever pandas is); without it the pure pass is used
-    import numpy as _np
+# numpy is optional (present whenever pandas is); without it the pure pass is used. It is imported
+# on the first long text, not with this module: a tenth of a second of every kernel's start.
+_np: Any = None
+_HAVE_NUMPY: bool | None = None
+"""None until the first long text asks; then whether numpy >= 2.0 could be imported."""
 
-    _HAVE_NUMPY = hasattr(_np, "bitwise_count")  # numpy >= 2.0
-except ImportError:  # pragma: no cover - exercised by the pure-path tests via prefilter=False
-    _HAVE_NUMPY = False
+
+def _numpy_loaded() -> bool:
+    global _np, _HAVE_NUMPY
+    if _HAVE_NUMPY is None:
+        try:
+            import numpy
+        except ImportError:  # pragma: no cover - exercised by the pure-path tests via prefilter=False
+            _HAVE_NUMPY = False
+        else:
+            _np = numpy
+            _HAVE_NUMPY = hasattr(numpy, "bitwise_count")  # numpy >= 2.0
+    return _HAVE_NUMPY
 
 
 def prefilter_available() -> bool:
     """True when the numpy prefilter can be used (numpy >= 2.0 importable)."""
-    return _HAVE_NUMPY
+    return _numpy_loaded()
+
+
+# -- optional C accelerator ----------------------------------------------------------------------
+#
+# ``_panscan`` (kernel/governed_kernel/masking/_panscan.c, built by hatch_build.py) does stage 1 and
+# the two inline fast paths of ``_find_runs`` in C and hands every other run back to ``_slow_run``;
+# ``Masker.apply`` uses its ``mask`` to build the masked text with one copy. Same results as the
+# pure path (tests/masking/test_masking_native.py). Not used when GOVERNED_MASKING_NATIVE=0, when it
+# is not built (no compiler: the wheel is then pure Python), or when it was built from another
+# version of the C source (an in-place build left behind after an edit: run ``make native``).
+
+NATIVE_ABI = 1
+_NATIVE_SOURCE = Path(__file__).with_name("_panscan.c")
+
+
+def _load_native() -> tuple[ModuleType | None, str]:
+    if os.environ.get("GOVERNED_MASKING_NATIVE", "1") == "0":
+        return None, "disabled (GOVERNED_MASKING_NATIVE=0)"
+    try:
+        module = importlib.import_module("governed_kernel.masking._panscan")
+    except ImportError as error:
+        return None, f"not built ({error}); run `make native`"
+    if getattr(module, "ABI_VERSION", None) != NATIVE_ABI:
+        return None, f"ABI {getattr(module, 'ABI_VERSION', None)} != {NATIVE_ABI}: rebuild with `make native`"
+    if _NATIVE_SOURCE.exists():  # a source tree (editable install): the build must match the source
+        current = hashlib.sha256(_NATIVE_SOURCE.read_bytes()).hexdigest()
+        if current != module.SOURCE_HASH:
+            return None, "stale build (the C source changed): run `make native`"
+    return module, f"in use ({Path(module.__file__ or '').name})"
+
+
+_native, _native_status = _load_native()
+
+
+def native_status() -> str:
+    """Whether the C accelerator is used, and if not, why (for diagnostics and tests)."""
+    return _native_status
+
+
+def native_module() -> ModuleType | None:
+    """The loaded C accelerator, or None (pure Python)."""
+    return _native
 
 
 def _digit_blocks(text: str) -> Any:
@@ -236,7 +299,7 @@ def prefilter_regions(text: str) -> list[tuple[int, int]] | None:
     """Regions of ``text`` that hold every run that can hold a PAN, or None to scan everything
     (no numpy, short text, or most of the text is digit-dense)."""
     length = len(text)
-    if not _HAVE_NUMPY or length < GATE_MIN_TEXT:
+    if length < GATE_MIN_TEXT or not _numpy_loaded():
         return None
     np = _np
     counts = _digit_blocks(text)
@@ -313,15 +376,33 @@ def gated_runs(text: str, prefilter: bool | None = None) -> list[tuple[int, int]
 
 
 def find(text: str, table: BrandTable, prefilter: bool | None = None) -> list[Finding]:
-    """All PANs and tracks in ``text``, in order, not overlapping. ``prefilter=False`` forces the
-    pure-Python stage 1 (same result; used by tests to compare the two paths)."""
+    """All PANs and tracks in ``text``, in order, not overlapping.
+
+    Uses the C accelerator (:mod:`governed_kernel.masking._panscan`) when it is built and enabled
+    (see :func:`native_status`); it gives the same findings as the pure-Python path. ``prefilter``
+    given (True or False) forces the pure-Python path, with (True) or without (False) the numpy
+    prefilter: tests compare the three."""
+    if _native is not None and prefilter is None:
+        return _native.find(text, table.native_tables(), _slow_run, table, Finding)  # type: ignore[no-any-return]
     found: list[Finding] = []
+    _find_runs(text, gated_runs(text, prefilter), table, found)
+    return found
+
+
+def _slow_run(text: str, start: int, end: int, table: BrandTable, found: list[Finding]) -> None:
+    """The pure-Python check of one stage-1 run, for the runs the C accelerator leaves to Python."""
+    _find_runs(text, ((start, end),), table, found)
+
+
+def _find_runs(text: str, runs: Iterable[tuple[int, int]], table: BrandTable, found: list[Finding]) -> None:
+    """Check each stage-1 run, appending what is found to ``found`` (which holds the earlier
+    findings: a run that starts inside the last one is checked from its end)."""
     lengths = table.lengths_by_slot
     fine = table.fine_slots
     edge = _EDGE
     four = _FOUR_DIGITS.search
     brand_of = table.brand_of
-    for start, end in gated_runs(text, prefilter):
+    for start, end in runs:
         segment = text[start:end]
         core = segment.strip(edge)
         if core.isdigit():
@@ -372,7 +453,6 @@ def find(text: str, table: BrandTable, prefilter: bool | None = None) -> list[Fi
         if found and start < found[-1].end:
             start = found[-1].end
         _scan_run(text, start, end, table, found)
-    return found
 
 
 def _scan_run(text: str, start: int, end: int, table: BrandTable, out: list[Finding]) -> None:

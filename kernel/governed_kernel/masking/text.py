@@ -17,7 +17,7 @@ from governed_kernel.masking.cards import MAX_PAN, BrandTable, default_table
 from governed_kernel.masking.config import MaskingConfig
 from governed_kernel.masking.report import MaskReport
 from governed_kernel.masking.scanner import SEPARATOR_PATTERN as _SEPARATOR
-from governed_kernel.masking.scanner import Finding, _cut_after, _cut_before, find
+from governed_kernel.masking.scanner import Finding, _cut_after, _cut_before, find, native_module
 
 _DIGITS = frozenset("0123456789")
 _JOIN_AFTER = re.compile(rf"(?:{_SEPARATOR})?[0-9]").match
@@ -82,6 +82,7 @@ class Masker:
         self._digit_map = str.maketrans("0123456789", self._char * 10)
         self._reveal = [reveal_counts(self.config.reveal, n) for n in range(MAX_PAN + 1)]
         self._reveal_lead = self.config.reveal == "bin6"
+        self._reveal_mode = {"none": 0, "last4": 1, "bin6": 2}[self.config.reveal]
 
     # -- finding ---------------------------------------------------------------------------------
     def find(self, text: str, prefilter: bool | None = None) -> list[Finding]:
@@ -101,6 +102,21 @@ class Masker:
         """Replace each finding's span in ``text`` by its masked form, counting it in ``report``."""
         if not findings:
             return text
+        native = native_module()
+        if native is not None and self._key is None:  # (tokens change lengths: Python builds those)
+            # One copy of the text, digits overwritten in place (C); None if the findings are not
+            # sorted and disjoint. An exception propagates: the caller drops the output.
+            done: tuple[str, dict[tuple[str, str | None], int], list[int]] | None = native.mask(
+                text, findings, self._char, self._reveal_mode
+            )
+            if done is not None:
+                masked, by_kind, near = done
+                for (kind, brand), count in by_kind.items():
+                    report.add(kind, brand, count)
+                if self.config.reveal != "none" and near:
+                    # ``near``: the PANs with a digit within 20 characters, a superset of the suspects.
+                    masked = self._mask_joined(masked, [findings[i] for i in near], report)
+                return masked
         pieces: list[str] = []
         append = pieces.append
         render = self.render

@@ -20,6 +20,7 @@ from governed_server.handlers.kernel import (
     KernelCancelHandler,
     KernelConsumeHandler,
 )
+from governed_server.handlers.kernel_stream import KernelAuditStreamHandler
 from governed_server.handlers.me import MeHandler
 
 API_PREFIX = "/governance/api"
@@ -44,5 +45,6 @@ def default_handlers() -> list[tuple[str, Any]]:
         (f"kernel/approvals/{_ID}/use", KernelConsumeHandler),
         (f"kernel/approvals/{_ID}/cancel", KernelCancelHandler),
         ("kernel/audit", KernelAuditHandler),
+        ("kernel/audit/stream", KernelAuditStreamHandler),
     ]
     return [(rf"{API_PREFIX}/{path}/?", handler) for path, handler in routes]

@@ -13,8 +13,11 @@ Two kinds of caller:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
+import fastjsonschema
 from jsonschema import Draft202012Validator
 from jupyter_server.auth.identity import User
 from jupyter_server.base.call_context import CallContext
@@ -33,6 +36,69 @@ if TYPE_CHECKING:
 AUTH_RESOURCE = "governance"
 """The resource name that jupyter_server authorizers see for every governance endpoint."""
 MAX_BODY = 8 * 1024 * 1024
+REVOKED_MESSAGE = "the kernel credential is unknown or revoked: restart the kernel from Jupyter"
+
+
+SAME_IN_DRAFT7 = frozenset({
+    "additionalProperties", "anyOf", "const", "enum", "items", "maxItems", "maxLength", "maximum",
+    "minItems", "minLength", "minimum", "pattern", "properties", "required", "type",
+})  # fmt: skip
+"""Keywords whose meaning is the same in draft 7 (fastjsonschema) and 2020-12 (jsonschema)."""
+
+
+@dataclass(frozen=True)
+class _BodyValidator:
+    schema: dict[str, Any]
+    full: Draft202012Validator
+    fast: Callable[[Any], Any] | None
+
+
+_VALIDATORS: dict[int, _BodyValidator] = {}
+
+
+def body_problem(schema: dict[str, Any], body: Any) -> str | None:
+    """Why ``body`` does not satisfy ``schema`` (``"field/path: message"``), or None when it does.
+
+    Validators are built once per schema. Valid bodies (the common case: every audit record of
+    every cell) are checked by fastjsonschema's compiled validator when the schema uses only
+    keywords that mean the same in its draft 7; a body it rejects, or any body of another schema, is
+    judged by jsonschema's 2020-12 validator, which also names the offending field.
+    """
+    validator = _VALIDATORS.get(id(schema))
+    if validator is None or validator.schema is not schema:
+        fast = None
+        if _keywords(schema) <= SAME_IN_DRAFT7:
+            fast = fastjsonschema.compile({**schema, "$schema": "http://json-schema.org/draft-07/schema#"})
+        validator = _VALIDATORS[id(schema)] = _BodyValidator(schema, Draft202012Validator(schema), fast)
+    if validator.fast is not None:
+        try:
+            validator.fast(body)
+            return None
+        except fastjsonschema.JsonSchemaException:
+            pass
+    errors = sorted(validator.full.iter_errors(body), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return None
+    first = errors[0]
+    where = "/".join(str(p) for p in first.absolute_path) or "body"
+    return f"{where}: {first.message}"
+
+
+def _keywords(schema: Any) -> set[str]:
+    """Every keyword used in ``schema`` (property names under ``properties`` are not keywords)."""
+    found: set[str] = set()
+    if isinstance(schema, dict):
+        for key, value in schema.items():
+            found.add(key)
+            if key == "properties" and isinstance(value, dict):
+                for sub in value.values():
+                    found |= _keywords(sub)
+            elif isinstance(value, (dict, list)):
+                found |= _keywords(value)
+    elif isinstance(schema, list):
+        for item in schema:
+            found |= _keywords(item)
+    return found - {"$schema", "description", "title"}
 
 
 class _JSONHandler(ExtensionHandlerMixin, APIHandler):
@@ -69,11 +135,9 @@ class _JSONHandler(ExtensionHandlerMixin, APIHandler):
             body = json.loads(self.request.body or b"null")
         except (ValueError, UnicodeDecodeError) as error:
             self.fail(400, f"the body is not valid JSON: {error}")
-        errors = sorted(Draft202012Validator(schema).iter_errors(body), key=lambda e: list(e.absolute_path))
-        if errors:
-            first = errors[0]
-            where = "/".join(str(p) for p in first.absolute_path) or "body"
-            self.fail(400, f"{where}: {first.message}")
+        problem = body_problem(schema, body)
+        if problem:
+            self.fail(400, problem)
         result: dict[str, Any] = body
         return result
 
@@ -137,6 +201,7 @@ class KernelHandler(_JSONHandler):
     """Endpoints for kernels: authenticated by the per-kernel credential, never by a user token."""
 
     kernel: KernelPrincipal
+    kernel_token: str
 
     async def prepare(self) -> None:  # type: ignore[override]
         CallContext.set(CallContext.JUPYTER_HANDLER, self)
@@ -146,10 +211,11 @@ class KernelHandler(_JSONHandler):
         if scheme != AUTH_SCHEME or not token.strip():
             self.current_user = self._jupyter_current_user = None
             self.fail(401, f"this endpoint needs a kernel credential (Authorization: {AUTH_SCHEME} <token>)")
-        principal = self.service.credentials.resolve(token.strip())
+        self.kernel_token = token.strip()
+        principal = self.service.credentials.resolve(self.kernel_token)
         if principal is None:
             self.current_user = self._jupyter_current_user = None
-            self.fail(403, "the kernel credential is unknown or revoked: restart the kernel from Jupyter")
+            self.fail(403, REVOKED_MESSAGE)
         self.kernel = principal
         self.current_user = self._jupyter_current_user = User(
             username=principal.username, name=f"kernel {principal.kernel_id}"

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from tornado import web
 
 from governed_server.approvals import ApprovalError, NewRequest
-from governed_server.audit_records import AuditEvent, AuditInputError
+from governed_server.audit_records import AuditInputError
 from governed_server.handlers.base import KernelHandler
 from governed_server.handlers.schemas import APPROVAL_CREATE, AUDIT_INGEST, CONSUME, EMPTY
 
@@ -115,35 +115,10 @@ class KernelAuditHandler(KernelHandler):
     @web.authenticated
     def post(self) -> None:
         body = self.json_body()
-        kernel = self.kernel
-        events = [
-            AuditEvent(
-                event_type=record["event_type"],
-                user=kernel.username,
-                outcome=record.get("outcome", "success"),
-                claimed_user=record.get("claimed_user"),
-                client_addr=self.request.remote_ip or "",
-                server=self.service.settings.server_id,
-                kernel_id=kernel.kernel_id,
-                session_id=record.get("session_id", ""),
-                notebook=record.get("notebook", ""),
-                cell_id=record.get("cell_id", ""),
-                cell_hash=record.get("cell_hash", ""),
-                tables=tuple(record.get("tables", ())),
-                code=record.get("code", ""),
-                output=record.get("output", ""),
-                output_sha256=record.get("output_sha256"),
-                output_size=record.get("output_size"),
-                masking=record.get("masking", {}),
-                approval_id=record.get("approval_id"),
-                policy_version=record.get("policy_version", ""),
-                details=record.get("details", {}),
-            )
-            for record in body["records"]
-        ]
         try:
-            stored = self.service.audit.append(events)
+            stored = self.service.ingest_kernel_audit(
+                self.kernel, body["records"], self.request.remote_ip or ""
+            )
         except AuditInputError as error:
             self.fail(400, str(error))
-        self.service.announce_cells(stored)
         self.reply({"records": [{"seq": r.seq, "hash": r.hash} for r in stored]}, status=201)

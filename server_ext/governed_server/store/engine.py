@@ -2,8 +2,9 @@
 
 SQLite (the embedded default): WAL so readers never block the writer, a busy timeout so concurrent
 processes wait instead of failing, ``synchronous=FULL`` so a committed audit record survives a power
-cut, foreign keys on, and every write transaction opened with ``BEGIN IMMEDIATE`` so two processes
-cannot both read the chain head and then race to write (the classic SQLite deadlock/fork).
+cut (or ``NORMAL`` with a background fsync, see :mod:`governed_server.store.wal_sync`), foreign keys
+on, and every write transaction opened with ``BEGIN IMMEDIATE`` so two processes cannot both read the
+chain head and then race to write (the classic SQLite deadlock/fork).
 
 PostgreSQL (shared by many servers): psycopg 3 only; ``postgresql://`` and ``postgres://`` URLs are
 rewritten to ``postgresql+psycopg://`` so operators can paste the URL their DBA gave them.
@@ -72,15 +73,21 @@ def sqlite_path(url: URL) -> Path | None:
     return Path(str(url.database)).expanduser()
 
 
-def create_store_engine(url: str | URL, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> Engine:
-    """An engine for ``url``; the SQLite file's directory is created when missing."""
+def create_store_engine(
+    url: str | URL, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, sqlite_full_sync: bool = True
+) -> Engine:
+    """An engine for ``url``; the SQLite file's directory is created when missing.
+
+    ``sqlite_full_sync=False`` opens SQLite with ``synchronous=NORMAL``: only for a caller that
+    syncs the log itself (:class:`~governed_server.store.wal_sync.WalSyncer`).
+    """
     parsed = normalise_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(parsed, busy_timeout_ms)
+        return _sqlite_engine(parsed, busy_timeout_ms, "FULL" if sqlite_full_sync else "NORMAL")
     return create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=10)
 
 
-def _sqlite_engine(url: URL, busy_timeout_ms: int) -> Engine:
+def _sqlite_engine(url: URL, busy_timeout_ms: int, synchronous: str) -> Engine:
     path = sqlite_path(url)
     if path is None:
         raise StoreError("an in-memory SQLite store would lose the audit log at exit: give a file path")
@@ -101,7 +108,7 @@ def _sqlite_engine(url: URL, busy_timeout_ms: int) -> Engine:
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA synchronous = FULL")
+            cursor.execute(f"PRAGMA synchronous = {synchronous}")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
             cursor.close()

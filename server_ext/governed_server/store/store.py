@@ -20,6 +20,7 @@ from governed_server.store.engine import (
     redact,
     sqlite_path,
 )
+from governed_server.store.wal_sync import WalSyncer
 
 
 class Store:
@@ -29,18 +30,24 @@ class Store:
     reachable and migrates it to the newest schema.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, syncer: WalSyncer | None = None) -> None:
         self.engine = engine
+        self.syncer = syncer
 
     @classmethod
-    def open(cls, url: str | URL, *, upgrade: bool = True) -> Store:
+    def open(cls, url: str | URL, *, upgrade: bool = True, sqlite_sync_interval: float = 0.0) -> Store:
         """Connect to ``url``, migrate to the newest schema, and return the store.
 
+        ``sqlite_sync_interval`` > 0 (SQLite only): commits return before their fsync, which a
+        background thread does at most that many seconds later (group commit, see
+        :mod:`governed_server.store.wal_sync`); 0 fsyncs at every commit.
         Raises :class:`StoreError` (never showing the password) for a bad URL, an unreachable
         database or a failed migration.
         """
         parsed = normalise_url(url)
-        engine = create_store_engine(parsed)
+        database = sqlite_path(parsed)
+        grouped = sqlite_sync_interval > 0 and database is not None
+        engine = create_store_engine(parsed, sqlite_full_sync=not grouped)
         try:
             if upgrade:
                 migrate.upgrade(engine)
@@ -52,7 +59,8 @@ class Store:
             raise StoreError(
                 f"cannot open the store at {redact(parsed)}: {describe_error(error, parsed)}"
             ) from None
-        return cls(engine)
+        syncer = WalSyncer(database, sqlite_sync_interval) if grouped and database is not None else None
+        return cls(engine, syncer)
 
     @property
     def url(self) -> str:
@@ -74,6 +82,8 @@ class Store:
         """A write transaction (SQLite: ``BEGIN IMMEDIATE``); commits on exit, rolls back on error."""
         with self.engine.begin() as connection:
             yield connection
+        if self.syncer is not None:
+            self.syncer.committed()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -89,7 +99,10 @@ class Store:
             return migrate.current_revision(connection)
 
     def close(self) -> None:
-        """Close pooled connections (call at shutdown and in forked children)."""
+        """Close pooled connections (call at shutdown and in forked children); sync what is pending."""
+        if self.syncer is not None:
+            self.syncer.close()
+            self.syncer = None
         self.engine.dispose()
 
 
