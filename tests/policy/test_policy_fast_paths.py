@@ -181,8 +181,14 @@ def test_sql_precheck_skips_only_clean_strings() -> None:
     assert not rules._may_name_cardholder_data(tokenizer.tokenize("SELECT id, total FROM orders WHERE d = ?"))
     assert not rules._may_name_cardholder_data(tokenizer.tokenize("SELECT car/**/d FROM company"))
     for sql in ("SELECT * FROM x.cards", "SELECT p.pan FROM t p", 'SELECT * FROM "CARDS"',
-                "SELECT * FROM a.b.c.d", "SELECT * FROM x..y", "SELECT * FROM 'pans.csv'"):
+                "SELECT * FROM a.b.c.cvv", "SELECT * FROM x..pan", "SELECT * FROM 'pans.csv'"):
         assert rules._may_name_cardholder_data(tokenizer.tokenize(sql)), sql
+    # No token holds the longest literal part of any pattern (``card``, ``pan``, ``cvv``…): no name
+    # sqlglot builds from them can match, however long the dotted run.
+    for sql in ("SELECT * FROM a.b.c.d", "SELECT * FROM x..y"):
+        assert not rules._may_name_cardholder_data(tokenizer.tokenize(sql)), sql
+    assert SqlRules(DataRules(cardholder_tables=("*",)))._literals is None
+    assert SqlRules(DataRules(cardholder_tables=("vault.*",)))._literals is None
 
 
 def test_custom_patterns_across_dots_are_not_skipped() -> None:
@@ -340,3 +346,25 @@ def test_met_depends_only_on_the_word_set() -> None:
     for _ in range(500):
         words = rng.sample(vocabulary, rng.randint(1, 5))
         assert triggers.met(set(words)) == triggers.met(frozenset(reversed(words))), words
+
+
+def test_the_bindings_shortcut_decides_as_the_full_closure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``_bindings_pass_nothing`` skips the closure over bindings when no binding can make a statement
+    meet a rule; with the closure always worked out, every decision is the same."""
+    rng = random.Random(29)
+    cells = ["\n".join(rng.choice(FRAGMENTS) for _ in range(rng.randint(2, 14))) + "\n" for _ in range(200)]
+    fast = [CLASSIFIER.classify_uncached(cell) for cell in cells]
+    monkeypatch.setattr(Classifier, "_bindings_pass_nothing", staticmethod(lambda *args: False))
+    for cell, decided in zip(cells, fast, strict=True):
+        assert CLASSIFIER.classify_uncached(cell) == decided, cell
+
+
+@pytest.mark.parametrize("use", ["globals()['a' 'b'].system('id')", "vars()['\\x61b'].system('id')",
+                                 "globals()[b'ab'].system('id')", "x = globals()['a' 'b']\nx.system('id')"])
+def test_names_reached_through_strings_the_text_does_not_show(use: str) -> None:
+    """A statement reads the variables its strings name (``globals()[key]``): the binders of a name
+    written with escapes or split across literals are read too (the words of the text do not show it)."""
+    cell = f"ab = os\ny = 1\n{use}\n"
+    incremental = CLASSIFIER.classify_uncached(cell)
+    assert incremental == CLASSIFIER.classify_whole(cell)
+    assert incremental.action == "approve" and "os.system" in {f.subject for f in incremental.findings}

@@ -38,9 +38,17 @@ _STRINGS = re.compile(
 _WHOLE_CELL_SYNTAX = re.compile(
     r">>>|^[ \t]*%%|^[ \t]*\.{3,}:|^(?:(?:\[nav\]|\[ins\])? )?In \[\d+\]:", re.MULTILINE)
 """IPython syntax that rewrites the whole cell: pasted prompts (doctest ``>>>`` anywhere)."""
-_WHOLE_CELL_HINTS = ((">", ">>>"), ("%", "%%"), (":", "...:"), ("[", "In ["))
-"""Substrings without which :data:`_WHOLE_CELL_SYNTAX` cannot match (a cheap test first), each after
-one of its characters (found with ``memchr``, much faster than a search for several)."""
+_LITERALS = {literal: re.compile(re.escape(literal)) for literal in
+             (">>>", "%%", "..", "In [", "'''", '"""', "\\\n", "\n=")}
+"""Searches for fixed strings of a few characters. A compiled pattern finds them about twice as fast as
+``in`` (CPython's substring search slows down when the needle's last character is common, as ``.`` or
+a quote is in code); a single character is found with ``memchr``, fastest, so it is tested first where
+it is rare."""
+_LINE_START_WHOLE_CELL = re.compile(r"\n(?:[ \t]*(?:%%|\.{3,}:)|(?:(?:\[nav\]|\[ins\])? )?In \[\d+\]:)")
+_FIRST_LINE_WHOLE_CELL = re.compile(r"[ \t]*(?:%%|\.{3,}:)|(?:(?:\[nav\]|\[ins\])? )?In \[\d+\]:")
+""":data:`_WHOLE_CELL_SYNTAX` but ``>>>``, as a pattern that starts with a line break (the engine jumps
+from one to the next in C instead of trying the alternatives at every character) and on the first line;
+only run when the text holds ``%%``, ``..`` or ``In [`` (substring searches, cheaper still)."""
 # Binding sites are found right to left, anchored on each ``=`` / ``:`` of a piece's reversed text, so
 # no match can swallow another site (a left-to-right pattern whose gap may hold a comment could run
 # from a ``#`` inside a string to a later ``=`` and hide the real target in between).
@@ -57,6 +65,12 @@ _REV_ANNOTATED = re.compile(
     r":(?<!=:)([\s\\)]*)(?:(\w*[^\W\d])(?!\w)(?:\s*\()*(?:[ \t]|\n\\)*(?=[;:\n]|\Z))?")
 """Reversed ``name: T`` at the start of a simple statement (``^``, ``;`` or ``:`` before it)."""
 _KEYWORDS = frozenset(kwlist) | {"as"}
+_EQ_FLAT = bytes(c if (48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c in b"_=\n") else
+                 61 if c == 58 else 32 for c in range(256))
+"""ASCII bytes → word characters, ``=`` and line breaks themselves, ``:`` → ``=``, others a space."""
+_GAP_BYTES = b" \t\x0b\x0c\r\x1c\x1d\x1e\x1f)\\"
+"""What may stand between a bound name and its ``=``/``:`` but a line break (ASCII white space, ``)``,
+a backslash): deleted from :data:`_EQ_FLAT`'s copy."""
 _DIGITS = "0123456789"
 _DIGIT_LED = re.compile(r" [0-9]")
 _FLAT = bytes(c if (48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c == 95) else 32 for c in range(256))
@@ -71,11 +85,36 @@ class Chunks:
 
     text: str
     starts: list[int]
-    lines: list[int]
+    lines: list[int] | None
+    """Worked out by :meth:`line` when None (statements of several lines in an ASCII cell)."""
     sources: list[str]
+    cell: str = ""
+    """The cell as typed (``sources`` are its pieces); ``text`` when it is ASCII."""
+    _at: tuple[int, int] = (0, 0)
 
     def index_of(self, offset: int) -> int:
         return bisect.bisect_right(self.starts, offset) - 1
+
+    def line(self, index: int) -> int:
+        """The 0-based first line of statement ``index``; counted on from the statement asked before when
+        it comes earlier (the classifier asks in order), so a cell is counted through at most once."""
+        if self.lines is not None:
+            return self.lines[index]
+        at, line = self._at
+        if index < at:
+            at, line = 0, 0
+        line += self.text.count("\n", self.starts[at], self.starts[index])
+        self._at = (index, line)
+        return line
+
+
+def _whole_cell_syntax(cell: str) -> bool:
+    """Whether :data:`_WHOLE_CELL_SYNTAX` matches, from cheaper searches: ``>>>`` anywhere, and the line
+    patterns only when the cell holds ``%%``, ``..`` or ``In [``."""
+    return bool((">" in cell and _LITERALS[">>>"].search(cell))
+                or ((("%" in cell and _LITERALS["%%"].search(cell)) or _LITERALS[".."].search(cell)
+                     or ("I" in cell and _LITERALS["In ["].search(cell)))
+                    and (_LINE_START_WHOLE_CELL.search(cell) or _FIRST_LINE_WHOLE_CELL.match(cell))))
 
 
 def split(cell: str) -> Chunks | None:
@@ -86,8 +125,7 @@ def split(cell: str) -> Chunks | None:
     if not stripped or stripped.startswith("%%") or not (cell[: len(cell) - len(stripped)].endswith("\n")
                                                          or len(stripped) == len(cell)):
         return None  # empty, a cell magic, or a first line that IPython would dedent
-    if (any(char in cell and hint in cell for char, hint in _WHOLE_CELL_HINTS)
-            and _WHOLE_CELL_SYNTAX.search(cell)):
+    if _whole_cell_syntax(cell):
         return None
     lines_ = stripped.split("\n", 2)
     if len(lines_) > 1 and (lines_[1].startswith("... ") or lines_[1] == "..."):
@@ -103,7 +141,8 @@ def split(cell: str) -> Chunks | None:
         starts.pop()
     if not starts:
         return None
-    if "'''" in cell or '"""' in cell or "\\\n" in cell:
+    if (("'" in cell and _LITERALS["'''"].search(cell)) or ('"' in cell and _LITERALS['"""'].search(cell))
+            or ("\\" in cell and _LITERALS["\\\n"].search(cell))):
         spans = [(m.start(), m.end()) for m in _STRINGS.finditer(cell) if "\n" in m.group()]
         if spans:
             inside = [s for s in starts if any(a < s < b for a, b in spans)]
@@ -113,9 +152,10 @@ def split(cell: str) -> Chunks | None:
     if "@" in cell and any(cell.startswith("@", s) for s in starts):  # a decorator and what it decorates: one
         starts = [s for i, s in enumerate(starts) if i == 0 or not cell.startswith("@", starts[i - 1])]
     starts[0] = 0  # blank lines and comments before the first statement belong to it
+    line_numbers: list[int] | None = None
     if len(starts) == cell.count("\n", 0, starts[-1]) + 1:
         line_numbers = list(range(len(starts)))  # one statement per line (the common case)
-    else:
+    elif text is not cell:
         line_numbers = []
         count = 0
         previous = 0
@@ -125,11 +165,11 @@ def split(cell: str) -> Chunks | None:
             previous = start
     ends = [*starts[1:], len(cell)]
     sources = [cell[a:b] for a, b in zip(starts, ends, strict=True)]
-    if text is not cell:
+    if text is not cell and line_numbers is not None:
         # Map the boundaries into the normalised text line by line (NFKC keeps every line break).
         text_line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
         starts = [text_line_starts[line] for line in line_numbers]
-    return Chunks(text, starts, line_numbers, sources)
+    return Chunks(text, starts, line_numbers, sources, cell)
 
 
 class Words:
@@ -151,12 +191,14 @@ class Words:
         self._all: set[str] | None = None
         self._digit_led: set[str] = set()
         # Pieces with the same text have the same words and bindings: computed once per text.
-        self.keys: list[str] = (chunks.sources if text == "".join(chunks.sources) else
+        self.keys: list[str] = (chunks.sources if text is chunks.cell or text == chunks.cell else
                                 [text[a:b] for a, b in zip(chunks.starts, self.ends, strict=True)])
         self._of: dict[str, set[str]] = {}
         self._bound: dict[str, set[str]] = {}
         self._where: dict[str, set[int]] = {}
         self._bindable: set[str] | None = None
+        self._eq: str | None = None
+        self._imports: set[str] | None = None
 
     def all(self) -> set[str]:
         """Every word of the cell."""
@@ -214,9 +256,12 @@ class Words:
         else:
             needle = f" {name} "
             ends = self.ends
+            starts = self.chunks.starts
+            bisect_right = bisect.bisect_right
             at = flat.find(needle)
             while at >= 0:
-                index = index_of(at)  # ``flat`` has one leading space: ``at`` is the word's offset - 1
+                # ``flat`` has one leading space: ``at`` is the word's offset - 1 (``index_of`` inlined).
+                index = bisect_right(starts, at) - 1
                 found.add(index)
                 # The rest of that piece adds nothing: go on from the next piece (whose first word's
                 # needle starts at flat offset ``starts[index + 1]`` or later).
@@ -236,31 +281,58 @@ class Words:
         found = self._bound.get(source)
         if found is not None:
             return found
-        words = self.of(index)
         if "=" not in source and ":" not in source:
             found = set()
         else:
             found = _sites(source[::-1], "#" in source)
             if found is None:
-                found = words - _KEYWORDS
-        if "import" in words:
-            found = found | (_import_words(source, words) - _KEYWORDS)
+                found = self.of(index) - _KEYWORDS
+        if "import" in source and "import" in self.of(index):
+            found = found | (_import_words(source, self.of(index)) - _KEYWORDS)
         self._bound[source] = found
         return found
 
     def binders(self, name: str) -> set[int]:
         """Indexes of the pieces that may bind ``name`` (see :meth:`bound`)."""
-        if name not in self.bindable():
+        if not self.may_bind(name):
             return set()
         return {index for index in self._where_one(name) if name in self.bound(index)}
 
+    def may_bind(self, name: str) -> bool:
+        """False only when no piece binds ``name`` (:meth:`bound`); one substring search.
+
+        Every binding site is the name, a gap of white space, ``)`` and ``\\``, then ``=``, ``:=`` or
+        ``:``. In :data:`_EQ_FLAT`'s copy of an ASCII text the gap characters but the line break are
+        deleted and ``:`` is ``=``, so a site leaves ``name=`` in it (possibly after other word
+        characters, which a substring search does not mind). A gap that crosses a line leaves a line
+        break right before ``=``: then, and for other texts, the whole-text pass (:meth:`bindable`)
+        answers. The words of pieces that import are bound too."""
+        eq = self._eq
+        if eq is None:
+            eq = ""
+            if self.flat is not None:
+                eq = self.chunks.text.encode("ascii").translate(_EQ_FLAT, _GAP_BYTES).decode("ascii")
+                if _LITERALS["\n="].search(eq):
+                    eq = ""
+            self._eq = eq
+        if not eq:
+            return name in self.bindable()
+        if f"{name}=" in eq:
+            return True
+        if self._imports is None:
+            self._imports = set()
+            if "import" in self.all():
+                for index in self._where_one("import"):
+                    self._imports |= _import_words(self.keys[index], self.of(index))
+        return name in self._imports
+
     def bindable(self) -> set[str]:
-        """A superset of every piece's :meth:`bound`, from one pass over the whole text: the same reversed
-        patterns (a match over the whole text finds the same names, and more where a gap runs into the
-        piece before), plus the words of pieces that import; every word when a gap may hide a comment."""
+        """A superset of every piece's :meth:`bound`, from one pass over the whole text (see
+        :func:`_bindable_sites`), plus the words of pieces that import; every word when a gap may hide a
+        comment."""
         if self._bindable is None:
             text = self.chunks.text
-            found = _sites(text[::-1], "#" in text)
+            found = _bindable_sites(text[::-1], "#" in text)
             if found is None:
                 self._bindable = self.all()
             else:
@@ -284,6 +356,25 @@ def _sites(reverse: str, comments: bool) -> set[str] | None:
         return None
     found = {name for walrus, gap, name, before in assigns
              if name and not name[-1].isdecimal() and (walrus or not before or ")" in gap)}
+    found.update([name for _, name in annotated if name])
+    return {name[::-1] for name in found}
+
+
+_REV_EQ = re.compile(r"=:?[\s\\)]*(\w+)")
+"""Reversed ``name =`` / ``name :=`` / ``(name) =`` at every ``=``, without :data:`_REV_ASSIGN`'s checks
+(``==``, keyword arguments, tuple elements, digits): the names it finds include all of its names."""
+_REV_EQ_LINE_GAP = re.compile(r"=:?[\s\\)]*\n")
+"""A ``=`` whose gap (as :data:`_REV_ASSIGN` takes it) crosses a line."""
+
+
+def _bindable_sites(reverse: str, comments: bool) -> set[str] | None:
+    """A superset of :func:`_sites` for a whole reversed text, cheaper: one name per ``=`` with no
+    checks (a list of strings instead of tuples to filter), the annotated pattern as in :func:`_sites`,
+    and None whenever :func:`_sites` could be None (a gap that crosses a line in a text with a ``#``)."""
+    annotated = _REV_ANNOTATED.findall(reverse)
+    if comments and ("\n" in "".join([match[0] for match in annotated]) or _REV_EQ_LINE_GAP.search(reverse)):
+        return None
+    found = set(_REV_EQ.findall(reverse))
     found.update([name for _, name in annotated if name])
     return {name[::-1] for name in found}
 

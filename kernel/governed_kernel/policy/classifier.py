@@ -16,7 +16,7 @@ import gc
 import re
 import types
 import unicodedata
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from keyword import kwlist
 from typing import Any
@@ -27,6 +27,7 @@ from governed_kernel.policy.matchers import (
     IO_WORD,
     RESOLVING_WORDS,
     WORD,
+    Active,
     CompiledRule,
     Triggers,
     ipython_syntax_offsets,
@@ -74,6 +75,13 @@ def _normalize(dotted: str) -> str:
     return _BUILTIN_ALIASES.get(dotted, dotted)
 
 
+_PLAIN_DATA = frozenset(
+    {int, float, complex, bool, str, bytes, list, tuple, dict, set, frozenset, type(None)}
+)
+"""Exact types whose instances are never callable and have no ``__module__``: no alias, and no
+attribute lookup that fails (most of a namespace; a subclass may define either, so only exact types)."""
+
+
 def aliases_from_namespace(namespace: Mapping[str, Any]) -> dict[str, str]:
     """Names bound in earlier cells → dotted names, for modules, functions and classes.
 
@@ -82,7 +90,7 @@ def aliases_from_namespace(namespace: Mapping[str, Any]) -> dict[str, str]:
     """
     aliases: dict[str, str] = {}
     for name, value in list(namespace.items()):
-        if name.startswith("_"):
+        if name.startswith("_") or type(value) in _PLAIN_DATA:
             continue
         if isinstance(value, types.ModuleType):
             aliases[name] = _normalize(value.__name__ + ".")[:-1]
@@ -127,6 +135,26 @@ def _levels(body: list[ast.stmt]) -> list[list[ast.AST]]:
                     below.append(value)
         level = below
     return levels
+
+
+def _used_names(levels: list[list[ast.AST]]) -> set[str]:
+    """The names a scan of these nodes may look up: those loaded, and strings that could name a variable
+    (``globals()[key]``/``vars()[key]`` resolve a literal key; escapes and adjacent literals mean the
+    text need not show it)."""
+    names: set[str] = set()
+    for level in levels:
+        for node in level:
+            kind = type(node)
+            if kind is ast.Name:
+                if type(node.ctx) is ast.Load:  # type: ignore[attr-defined]
+                    names.add(node.id)  # type: ignore[attr-defined]
+            elif kind is ast.Constant:
+                value = node.value  # type: ignore[attr-defined]
+                if type(value) is bytes:
+                    value = value.decode("utf-8", "replace")
+                if type(value) is str and value.isidentifier():
+                    names.add(value)
+    return names
 
 
 def _nodes(roots: Iterable[ast.AST]) -> list[ast.AST]:
@@ -664,7 +692,7 @@ class Classifier:
             return False
         text = chunks.text
         triggers = self.triggers
-        if triggers.always or ("import" in text and _STAR_IMPORT.search(text)):
+        if triggers.always or _STAR_IMPORT.search(text):  # starts with ``import``: fast in C
             return False  # ``from m import *`` makes every name of the cell a possible m.name
         index_of = chunks.index_of
         local = {index_of(offset) for offset in ipython_syntax_offsets(text)}
@@ -686,89 +714,146 @@ class Classifier:
         hot = set(local)
         if active is not None:
             candidates = text_words.where(active.search)
-            tainted: set[str] = set()
-            frontier = set(candidates)
-            while frontier:
-                names = set().union(*(text_words.bound(i) for i in frontier)) - tainted
-                tainted |= names
-                frontier = text_words.where(names) - candidates if names else set()
-                candidates |= frontier
-            # Statements with the same text have the same words: each text is worked out once.
             keys = text_words.keys
-            own: dict[str, set[str]] = {}
+            own: dict[str, set[str]] = {}  # active words of a statement text (each text worked out once)
+            expand = active.expand
             for i in candidates:
                 key = keys[i]
                 if key not in own:
-                    mine = words(i) & active.words
-                    for name in words(i) & active.expand.keys():
-                        mine |= active.expand[name]
+                    held = words(i)
+                    mine = held & active.words
+                    if expand:
+                        for name in held & expand.keys():
+                            mine |= expand[name]
                     own[key] = mine
-            passed = {keys[i]: i for i in candidates}
-            bound = text_words.bound
-            binders = {name: {keys[i] for i in text_words.where((name,)) & candidates if name in bound(i)}
-                       for name in tainted}  # binders among the candidates (the others pass nothing on)
-            reach: dict[str, set[str]] = {name: set() for name in tainted}
-            changed = True
-            while changed:
-                changed = False
-                for name in tainted:
-                    acc = reach[name]
-                    size = len(acc)
-                    for key in binders[name]:
-                        acc |= own[key] & active.names
-                        for other in words(passed[key]) & tainted:
-                            if other != name:
-                                acc |= reach[other]
-                    changed |= len(acc) != size
-            meets: dict[str, bool] = {}
             met_by_words: dict[frozenset[str], bool] = {}  # most statements reach the same few words
-            for i in candidates:
-                key = keys[i]
-                met = meets.get(key)
-                if met is None:
-                    mine = set(own[key])
-                    for name in words(i) & tainted:
-                        mine |= reach[name]
-                    if not mine:
-                        met = meets[key] = False
-                    else:
-                        frozen = frozenset(mine)
-                        met = met_by_words.get(frozen)
-                        if met is None:
-                            met = met_by_words[frozen] = triggers.met(frozen)
-                        meets[key] = met
-                if met:
-                    hot.add(i)
+
+            def met(found: set[str]) -> bool:
+                frozen = frozenset(found)
+                known = met_by_words.get(frozen)
+                if known is None:
+                    known = met_by_words[frozen] = bool(found) and triggers.met(frozen)
+                return known
+
+            if self._bindings_pass_nothing(candidates, keys, own, active.names, text_words, met):
+                meets = {key: met(mine) for key, mine in own.items()}
+                hot.update([i for i in candidates if meets[keys[i]]])
+            else:
+                self._hot_through_bindings(candidates, keys, own, active, text_words, met, hot)
         if not hot:
             self.stats["skipped"] += 1
             return True
-        # Every statement that may bind a name a scanned statement uses is scanned too.
+        # Every statement that may bind a name a scanned statement uses is scanned too: the names its tree
+        # loads, and its strings that may name a variable (``globals()["a" "b"]``, ``vars()["\\x61"]``).
         selected = set(hot)
         queue = list(hot)
         seen_names: set[str] = set()
+        sources = chunks.sources
+        levels_of: dict[str, list[list[ast.AST]]] = {}  # by statement text (the same text, the same tree)
         while queue:
-            i = queue.pop()
-            for name in words(i) - seen_names:
+            source = sources[queue.pop()]
+            if source in levels_of:
+                continue
+            prepared = self._parsed(source)
+            if prepared.tree is None:
+                self.stats["fallback"] += 1
+                return False
+            levels = levels_of[source] = _levels(prepared.tree.body)
+            for name in _used_names(levels) - seen_names:
                 seen_names.add(name)
                 for binder in text_words.binders(name):
                     if binder not in selected:
                         selected.add(binder)
                         queue.append(binder)
-        roots: list[tuple[ast.Module, int, int]] = []  # tree, line offset, first occurrence of the same text
+        roots: list[tuple[list[list[ast.AST]], int, int]] = []  # levels, line offset, first of the same text
         first: dict[str, int] = {}
         for i in sorted(selected):
-            source = chunks.sources[i]
-            prepared = self._parsed(source)
-            if prepared.tree is None:
-                self.stats["fallback"] += 1
-                return False
-            roots.append((prepared.tree, chunks.lines[i] + prepared.line_offset,
+            source = sources[i]
+            roots.append((levels_of[source], chunks.line(i) + self._parsed(source).line_offset,
                           first.setdefault(source, len(roots))))
         self.stats["incremental"] += 1
         self._scan_roots(roots, aliases, out)
         return True
 
-    def _scan_roots(self, roots: list[tuple[ast.Module, int, int]], aliases: Mapping[str, str],
+    @staticmethod
+    def _bindings_pass_nothing(candidates: set[int], keys: list[str], own: dict[str, set[str]],
+                               names: frozenset[str], text_words: Words,
+                               met: Callable[[set[str]], bool]) -> bool:
+        """Whether no binding can make a statement meet a rule that its own words do not already meet.
+
+        What a binding passes on (``x = os`` makes ``x`` stand for ``os``) is at most the union ``passed``
+        of the active names of the candidate statements that bind something: only candidates hold active
+        words (a statement that only uses a name bound in one holds none of its own), and a name passes
+        on what its binders hold or receive. ``met`` is monotone, so when neither ``passed`` alone (what
+        a statement that only uses bound names may reach) nor any candidate's own words with ``passed``
+        meet a rule beyond what the own words meet, the closure over bindings cannot add a statement."""
+        passed: set[str] = set()
+        seen: set[str] = set()
+        for i in candidates:
+            key = keys[i]
+            if key in seen:
+                continue
+            seen.add(key)
+            extra = own[key] & names
+            if extra and not extra <= passed and text_words.bound(i):
+                passed |= extra
+        if not passed:
+            return True
+        if met(passed):
+            return False
+        return all(met(mine) or not met(mine | passed) for mine in own.values())
+
+    def _hot_through_bindings(self, candidates: set[int], keys: list[str], own: dict[str, set[str]],
+                              active: Active, text_words: Words, met: Callable[[set[str]], bool],
+                              hot: set[int]) -> None:
+        """Add to ``hot`` the candidates that meet a rule with what the names they use are bound to:
+        the statements that use names bound in candidates join them, then what each name passes on is
+        worked out to a fixed point."""
+        words = text_words.of
+        tainted: set[str] = set()
+        frontier = set(candidates)
+        while frontier:
+            names = set().union(*(text_words.bound(i) for i in frontier)) - tainted
+            tainted |= names
+            frontier = text_words.where(names) - candidates if names else set()
+            candidates |= frontier
+        for i in candidates:
+            key = keys[i]
+            if key not in own:
+                mine = words(i) & active.words
+                for name in words(i) & active.expand.keys():
+                    mine |= active.expand[name]
+                own[key] = mine
+        passed = {keys[i]: i for i in candidates}
+        bound = text_words.bound
+        binders = {name: {keys[i] for i in text_words.where((name,)) & candidates if name in bound(i)}
+                   for name in tainted}  # binders among the candidates (the others pass nothing on)
+        reach: dict[str, set[str]] = {name: set() for name in tainted}
+        changed = True
+        while changed:
+            changed = False
+            for name in tainted:
+                acc = reach[name]
+                size = len(acc)
+                for key in binders[name]:
+                    acc |= own[key] & active.names
+                    for other in words(passed[key]) & tainted:
+                        if other != name:
+                            acc |= reach[other]
+                changed |= len(acc) != size
+        meets: dict[str, bool] = {}
+        for i in candidates:
+            key = keys[i]
+            found = meets.get(key)
+            if found is None:
+                mine = set(own[key])
+                for name in words(i) & tainted:
+                    mine |= reach[name]
+                found = meets[key] = met(mine)
+            if found:
+                hot.add(i)
+
+    def _scan_roots(self, roots: list[tuple[list[list[ast.AST]], int, int]], aliases: Mapping[str, str],
                     out: list[_Observation]) -> None:
         """Scan parsed statements as the whole-cell walk would: breadth first over all of them together
         (depth, then statement, then position), so bindings and marks come in the same order. A
@@ -777,23 +862,35 @@ class Classifier:
         outs: list[list[_Observation]] = [[] for _ in roots]
         scan = _Scan(self, aliases, outs[0])
         levels_of: dict[int, list[list[ast.AST]]] = {}
-        binding_of: dict[int, list[list[ast.AST]]] = {}
-        for owner, (tree, _, original) in enumerate(roots):
+        # Per first copy of a text, its levels that hold nodes :meth:`_Scan.collect` reads; a later copy
+        # needs only its bindings (its calls are the same nodes, already recorded).
+        binding_of: dict[int, list[tuple[int, list[ast.AST]]]] = {}
+        copy_binding_of: dict[int, list[tuple[int, list[ast.AST]]]] = {}
+        for owner, (levels, _, original) in enumerate(roots):
             if original == owner:
-                levels_of[owner] = levels = _levels(tree.body)
-                binding_of[owner] = [[node for node in level if type(node) in _COLLECTED] for level in levels]
+                levels_of[owner] = levels
+                found: list[tuple[int, list[ast.AST]]] = []
+                for index, at_level in enumerate(levels):
+                    picked = [node for node in at_level if type(node) in _COLLECTED]
+                    if picked:
+                        found.append((index, picked))
+                binding_of[owner] = found
+                copy_binding_of[owner] = [
+                    (index, kept) for index, picked in found
+                    if (kept := [node for node in picked if type(node) is not ast.Call])]
         depth = max(len(levels) for levels in levels_of.values())
+        by_level: dict[int, list[tuple[int, int, list[ast.AST]]]] = {}
+        for owner, (_, offset, original) in enumerate(roots):
+            for index, picked in (binding_of if original == owner else copy_binding_of)[original]:
+                by_level.setdefault(index, []).append((owner, offset, picked))
         nodes: list[ast.AST] = []
         offsets: list[int] = []
         owners: list[int] = []
-        for level in range(depth):
-            for owner, (_, offset, original) in enumerate(roots):
-                found = binding_of[original]
-                if level < len(found) and found[level]:
-                    picked = found[level]
-                    nodes.extend(picked)
-                    offsets.extend([offset] * len(picked))
-                    owners.extend([owner] * len(picked))
+        for index in sorted(by_level):  # breadth first: level, then statement, then position
+            for owner, offset, picked in by_level[index]:
+                nodes.extend(picked)
+                offsets.extend([offset] * len(picked))
+                owners.extend([owner] * len(picked))
         scan.collect(nodes, offsets, outs, owners)
         imported_only = [len(found) for found in outs]
         for level in range(depth):
@@ -803,9 +900,9 @@ class Classifier:
                     scan.out = outs[owner]
                     scan.visit(levels[level])
         for owner, (_, offset, original) in enumerate(roots):
-            if original != owner:
+            if original != owner and len(outs[original]) > imported_only[original]:
                 shift = offset - roots[original][1]
-                outs[owner].extend(_shifted(obs, shift) for obs in outs[original][imported_only[original]:])
+                outs[owner].extend([_shifted(obs, shift) for obs in outs[original][imported_only[original]:]])
         for observed in outs:
             out.extend(observed)
 

@@ -60,6 +60,7 @@ class SqlRules:
     def __init__(self, data: DataRules) -> None:
         self._tables = _globs(data.cardholder_tables)
         self._columns = _globs(data.cardholder_columns)
+        self._literals = _necessary_literals([*data.cardholder_tables, *data.cardholder_columns])
         self._dialect = data.sql_dialect
         self.analyze = functools.lru_cache(maxsize=512)(self._analyze)
         self._local = threading.local()
@@ -120,6 +121,13 @@ class SqlRules:
         tree cannot find a cardholder table or column and is skipped; the parse itself is not (SQL that
         does not parse, or is not a statement, is still reported as unresolved).
         """
+        literals = self._literals
+        if literals is not None:
+            # A name matches a pattern only if it holds the pattern's longest literal part, which has no
+            # dot, so it lies inside one token's text: none of them in any token, no match anywhere.
+            joined = "\x00".join([token.text for token in tokens]).lower()
+            if not any(literal in joined for literal in literals):
+                return False
         run: list[str] = []  # the parts of the current dotted run of names
         after_dot = True
         column = self._columns.match if self._columns is not None else None
@@ -248,6 +256,26 @@ def _globs(patterns: Iterable[str]) -> re.Pattern[str] | None:
     any of them."""
     parts = [f"(?:{translate(pattern.lower())})" for pattern in patterns]
     return re.compile("|".join(parts)) if parts else None
+
+
+_GLOB_WILDCARDS = re.compile(r"[*?]")
+
+
+def _necessary_literals(patterns: Iterable[str]) -> tuple[str, ...] | None:
+    """For each glob, its longest literal part (text between ``*`` and ``?``), which every name it
+    matches holds; None when some glob has none, a ``[...]`` class (``[]]``, ``[!]]``: not worth the
+    parsing) or a literal part with a dot or a NUL (then the test on token texts in
+    :meth:`SqlRules._may_name_cardholder_data` would not be exact)."""
+    literals: set[str] = set()
+    for pattern in patterns:
+        if "[" in pattern:
+            return None
+        longest = max(_GLOB_WILDCARDS.split(pattern.lower()), key=len)
+        if not longest or "." in longest or "\x00" in longest:
+            return None
+        literals.add(longest)
+    return tuple(sorted(literal for literal in literals  # ``_pan`` is there only if ``pan`` is
+                        if not any(other in literal for other in literals if other != literal)))
 
 
 def _column_names(columns: list[exp.Column | exp.ColumnDef]) -> Iterator[str]:
