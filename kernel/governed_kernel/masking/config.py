@@ -64,6 +64,9 @@ class MaskingConfig:
     _compiled: dict[str, re.Pattern[str] | None] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False
     )
+    _rule_by_name: dict[str, Literal["full", "pan"] | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         if self.reveal not in REVEALS:
@@ -130,7 +133,21 @@ class MaskingConfig:
         return cls(**kwargs)  # type: ignore[arg-type]
 
     def column_rule(self, name: str) -> Literal["full", "pan"] | None:
-        """Which column rule a column (or JSON key) name triggers: ``"full"``, ``"pan"`` or None."""
+        """Which column rule a column (or JSON key) name triggers: ``"full"``, ``"pan"`` or None.
+
+        Remembered per name (the same keys come back in every record and frame; the config never
+        changes), up to :data:`_RULE_CACHE_SIZE` names.
+        """
+        try:
+            return self._rule_by_name[name]
+        except KeyError:
+            pass
+        rule = self._column_rule(name)
+        if len(self._rule_by_name) < _RULE_CACHE_SIZE:
+            self._rule_by_name[name] = rule
+        return rule
+
+    def _column_rule(self, name: str) -> Literal["full", "pan"] | None:
         lowered = name.lower()
         full = self._pattern("full", self.full_mask_columns)
         if full is not None and full.search(lowered):
@@ -146,6 +163,9 @@ class MaskingConfig:
             self._compiled[key] = re.compile(joined, re.IGNORECASE) if patterns else None
         return self._compiled[key]
 
+
+_RULE_CACHE_SIZE = 4096
+"""Column names whose rule is remembered per config (bounded: keys can come from user data)."""
 
 _GLOBAL_FLAGS = re.compile(r"^\(\?([aiLmsux]+)\)")
 
