@@ -6,7 +6,10 @@ their difference is the governance overhead per cell (classification, two audit 
 masking of every message, the runtime guard). The governed kernel talks to a real governance
 service (``jupyter governance serve`` on SQLite). One command::
 
-    python bench/bench_kernel.py [--cells 200] [--repeat 3]
+    python bench/bench_kernel.py [--cells 200] [--repeat 3] [--with-http]
+
+``--with-http`` adds a third kernel in the same alternation: ``governed-python`` with its audit records
+sent over HTTP (``GOVERNED_AUDIT_STREAM=0``) instead of the audit stream (WebSocket).
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ def main() -> None:
     )
     parser.add_argument("--cells", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--with-http", action="store_true", help="also run the governed kernel over HTTP")
     args = parser.parse_args()
     cells = cheap_cells(args.cells)
     with tempfile.TemporaryDirectory() as tmp:
@@ -77,11 +81,16 @@ def main() -> None:
         service = GovernanceService(root=root, policy_path=write_test_policy(root / "policy.yaml")).start()
         try:
             results: dict[str, list[tuple[float, list[float]]]] = {"python3": [], "governed-python": []}
+            if args.with_http:
+                results["governed (HTTP)"] = []
             for _ in range(args.repeat):  # alternate, so machine load hits both alike
                 plain_env = {k: v for k, v in os.environ.items() if not k.startswith("GOVERNED_")}
                 results["python3"].append(run_once("python3", cells, plain_env))
                 governed_env = {**plain_env, **service.kernel_env("alice")}
                 results["governed-python"].append(run_once("governed-python", cells, governed_env))
+                if args.with_http:
+                    http_env = {**plain_env, **service.kernel_env("alice"), "GOVERNED_AUDIT_STREAM": "0"}
+                    results["governed (HTTP)"].append(run_once("governed-python", cells, http_env))
         finally:
             service.stop()
     print(f"nbclient, {args.cells} cheap cells, median of {args.repeat} alternating runs")
@@ -93,6 +102,9 @@ def main() -> None:
             f"  {kernel:<16} wall {walls[kernel]:6.2f} s   per cell p50 {percentile(per, 0.5) * 1000:6.2f} ms"
             f"   p99 {percentile(per, 0.99) * 1000:6.2f} ms"
         )
+    if args.with_http:
+        http_ratio = walls["governed (HTTP)"] / walls["python3"]
+        print(f"  wall-time ratio governed over HTTP/plain: {http_ratio:.2f}")
     ratio = walls["governed-python"] / walls["python3"]
     overhead50 = percentile(cells_all["governed-python"], 0.5) - percentile(cells_all["python3"], 0.5)
     overhead99 = percentile(cells_all["governed-python"], 0.99) - percentile(cells_all["python3"], 0.99)

@@ -214,3 +214,22 @@ async def test_the_kernel_client_fails_closed_on_refusals(
     finally:
         await forged.aclose()
     assert len(stored_cells(governance, "k-closed")) == 1
+
+
+async def test_the_kernel_client_reconnects_after_the_connection_dropped(
+    api_base: str, governance: Any
+) -> None:
+    token = governance.service.credentials.mint("k-drop", "alice")
+    client = GovernanceClient(ServiceConfig(url=api_base, token=token), stream=True)
+    try:
+        await client.send_audit([{"event_type": "cell.start", "cell_id": "c1"}])
+        assert client.stream is not None and client.stream._connection is not None
+        dropped = client.stream._connection
+        dropped.stream.close()  # the network (or a server restart) drops the socket under the client
+        answer = await client.send_audit([{"event_type": "cell.start", "cell_id": "c2"}])
+        assert client.stream._connection is not None and client.stream._connection is not dropped
+        assert client._client is None, "reconnected on the stream, not over HTTP"
+    finally:
+        await client.aclose()
+    assert answer["status"] == 201
+    assert [b["resource"]["cell_id"] for b in stored_cells(governance, "k-drop")] == ["c1", "c2"]
