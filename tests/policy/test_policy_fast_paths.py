@@ -29,8 +29,8 @@ from governed_kernel.policy.matchers import (
     ipython_syntax_offsets,
     remote_hint_offsets,
 )
-from governed_kernel.policy.model import DataRules
-from governed_kernel.policy.sql import PLACEHOLDER, SQL_COMPILED, SqlFinding, SqlRules
+from governed_kernel.policy.model import PLACEHOLDER, DataRules
+from governed_kernel.policy.sql import SQL_COMPILED, SqlFinding, SqlRules
 from governed_kernel.resources import policies_dir
 
 CLASSIFIER = Classifier(load_policy(policies_dir() / "pci-dss.yaml"))

@@ -19,7 +19,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from keyword import kwlist
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from governed_kernel.policy.chunks import Words, split
 from governed_kernel.policy.decision import Decision, Finding, Span, strictest
@@ -33,9 +33,11 @@ from governed_kernel.policy.matchers import (
     ipython_syntax_offsets,
     remote_hint_offsets,
 )
-from governed_kernel.policy.model import Policy
+from governed_kernel.policy.model import PLACEHOLDER, DataRules, Policy
 from governed_kernel.policy.source import prepare
-from governed_kernel.policy.sql import PLACEHOLDER, SqlFinding, SqlRules
+
+if TYPE_CHECKING:
+    from governed_kernel.policy.sql import SqlFinding, SqlRules
 
 _MAX_DEPTH = 4
 _MAX_CANDIDATES = 8
@@ -633,7 +635,7 @@ class Classifier:
         self.policy = policy
         self.rules = tuple(CompiledRule.of(rule) for rule in policy.rules)
         self.triggers = Triggers(policy.rules)
-        self.sql = SqlRules(policy.data)
+        self.sql = _LazySqlRules(policy.data)
         self.incremental = incremental
         self._cached = functools.lru_cache(maxsize=cache_size)(self._classify_items)
         self._parsed = functools.lru_cache(maxsize=4 * cache_size)(prepare)
@@ -955,3 +957,26 @@ def classify(cell: str, policy: Policy, aliases: Mapping[str, str] | None = None
 @functools.lru_cache(maxsize=8)
 def _classifier_for(policy: Policy) -> Classifier:
     return Classifier(policy)
+
+
+class _LazySqlRules:
+    """The policy's :class:`~governed_kernel.policy.sql.SqlRules`, built on first use.
+
+    Importing sqlglot is ~65 ms of every kernel start, and most cells hold no SQL: the first cell that
+    needs an SQL analysis pays it instead.
+    """
+
+    def __init__(self, data: DataRules) -> None:
+        self._data = data
+        self._rules: SqlRules | None = None
+
+    @property
+    def rules(self) -> SqlRules:
+        if self._rules is None:
+            from governed_kernel.policy.sql import SqlRules
+
+            self._rules = SqlRules(self._data)
+        return self._rules
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.rules, name)

@@ -21,6 +21,9 @@ RUNTIME_KINDS = ("process", "native_code", "network", "file_write", "audit_hook"
 SQL_KINDS = ("cardholder_read", "cardholder_dml", "cardholder_ddl", "unresolved")
 DYNAMIC_KINDS = ("exec", "eval", "compile", "import", "getattr", "run_cell", "magic")
 
+PLACEHOLDER = "gk_param"
+"""Prefix of identifiers that stand for values only known at run time (in SQL built by the cell)."""
+
 
 def strictness(action: Action) -> int:
     """Order actions so ``max`` picks the strictest."""

@@ -25,10 +25,7 @@ from sqlglot.errors import SqlglotError
 from sqlglot.parser import Parser
 from sqlglot.tokens import Token, Tokenizer, TokenType  # type: ignore[attr-defined]
 
-from governed_kernel.policy.model import DataRules
-
-PLACEHOLDER = "gk_param"
-"""Prefix of identifiers that stand for values only known at run time."""
+from governed_kernel.policy.model import PLACEHOLDER, DataRules
 
 SQL_COMPILED = not sqlglot.parser.__file__.endswith(".py")
 """Whether sqlglot runs compiled (the ``sqlglotc`` wheel: the same modules built with mypyc, installed
