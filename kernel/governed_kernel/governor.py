@@ -29,7 +29,7 @@ from governed_kernel.client import (
     GovernanceUnavailable,
     ServiceConfig,
 )
-from governed_kernel.masking import Masker, MaskingConfig, MaskingError
+from governed_kernel.masking import Masker, MaskingConfig, MaskingError, mask_json
 from governed_kernel.policy import (
     Classifier,
     Decision,
@@ -233,6 +233,7 @@ class Governor:
         if escalation is not None and not rules:
             rules = [{"id": escalation.rule_id, "action": "approve",
                       "reason": f"at run time the cell tried: {escalation.detail}"}]  # fmt: skip
+        rules = self._mask_data(rules)  # reasons can quote the cell (a process's arguments...)
         body = {
             "cell_hash": cell.cell_hash,
             "code": self._mask(cell.code),
@@ -343,7 +344,12 @@ class Governor:
         }
         if decision is not None:
             record["details"]["decision"] = decision.to_dict()
-            record["tables"] = sorted({f.subject for f in decision.findings if f.criterion == "sql"})[:100]
+            record["tables"] = self._mask_data(
+                sorted({f.subject for f in decision.findings if f.criterion == "sql"})[:100]
+            )
+        # Findings and run-time violations can quote the cell (a literal, a process's arguments):
+        # nothing unmasked leaves the kernel, the audit records included.
+        record["details"] = self._mask_data(record["details"])
         return record
 
     async def _deliver_start(self, cell: Cell, decision: Decision, approval: Approval | None) -> None:
@@ -465,6 +471,13 @@ class Governor:
         if self._last_masked_code[0] is not cell.code:
             self._last_masked_code = (cell.code, self._mask(cell.code))
         return self._last_masked_code[1]
+
+    def _mask_data(self, value: Any) -> Any:
+        """``value`` (JSON-like) with every card number masked; withheld if masking fails."""
+        try:
+            return mask_json(value, self.masker)[0]
+        except MaskingError:
+            return {"withheld": "masking failed"} if isinstance(value, dict) else []
 
     def _mask(self, text: str) -> str:
         try:

@@ -198,6 +198,17 @@ async def test_every_path_through_the_server_websocket(
         await jp_fetch("api", "kernels", kernel_id, method="DELETE", headers=dict(ALICE))
 
     assert_masked(history_rows(kernel_setup), V, where="history.sqlite (server kernel)")
+    # The server masks what kernels send again (defence in depth) and marks what it had to mask: the
+    # kernel's own audit records (code, outputs, findings, run-time violations) must never need it.
+    store = jp_serverapp.web_app.settings["governed_server"].service.store
+    with store.read() as connection:
+        rows = connection.exec_driver_sql("SELECT body FROM audit_records")
+        bodies = [json.loads(row[0]) for row in rows]
+    assert any(b["event_type"] == "cell.end" for b in bodies), "no audit records: the check proves nothing"
+    fixed_by_server = [
+        (b["event_type"], b["data"]["ingest_masked"]) for b in bodies if b["data"].get("ingest_masked")
+    ]
+    assert not fixed_by_server, f"the kernel sent unmasked card numbers in audit records: {fixed_by_server}"
     server_log = jp_logging_stream.getvalue() + caplog.text
     assert server_log, "the server log is empty: the check would prove nothing"
     assert_no_pan(server_log, where="server log")

@@ -191,3 +191,45 @@ def test_observe_mode_runs_gated_cells_and_records_what_would_have_happened(
     )  # fmt: skip
     assert start["data"]["details"]["observe_would_have"] == "approve"
     assert start["data"]["details"]["decision"]["mode"] == "observe"
+
+
+def test_a_card_number_in_what_the_guard_saw_never_leaves_the_kernel(
+    kernel: Any, governance_service: Any
+) -> None:
+    """The run-time violation quotes the cell's arguments (here a path holding a test card number):
+    the cell's output, its end record and the approval request built from it show it masked."""
+    import json
+
+    from governed_server.store import open_store
+
+    pan = "4111111111111111"
+    target = Path("/var/tmp") / unique(f"governed-{pan}-")
+    code = f"with open({str(target)!r}, 'w') as handle:\n    handle.write('data')"
+    try:
+        first = kernel.execute(code)
+        assert first.status == "error" and "file-writes" in first.text
+        assert pan not in first.text and pan[-4:] in first.text
+        seen: list[dict[str, Any]] = []
+
+        def approve(request: dict[str, Any]) -> None:
+            seen.append(request)
+            governance_service.decide(request["id"], "approve", "scratch file")
+
+        second = kernel.execute(code, while_running=when_waiting(governance_service, approve))
+        assert second.status == "ok", second.text
+        reason = seen[0]["rules"][0]["reason"]
+        assert pan not in reason and pan[-4:] in reason
+    finally:
+        target.unlink(missing_ok=True)
+    store = open_store(governance_service.db_url)
+    try:
+        with store.read() as connection:
+            rows = connection.exec_driver_sql("SELECT body FROM audit_records").fetchall()
+    finally:
+        store.close()
+    bodies = [json.loads(row[0]) for row in rows]
+    mine = [b for b in bodies if target.name[-8:] in json.dumps(b)]
+    assert mine, "the records of these cells were not found"
+    assert not [b["event_type"] for b in mine if b["data"].get("ingest_masked")], (
+        "the kernel sent an unmasked card number; the server had to mask it"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -229,3 +230,21 @@ async def test_decisions_are_pushed_as_events(api: Api, governance: Any, jp_serv
     await jp_serverapp.event_logger.gather_listeners()
     assert [(e["action"], e["status"]) for e in seen] == [("requested", "pending"), ("decided", "approved")]
     assert all("code" not in e for e in seen)
+
+
+async def test_approvers_never_see_a_card_number_a_kernel_sent_unmasked(api: Api, governance: Any) -> None:
+    """A tampered (or buggy) kernel sends a request whose code, rules and path hold a test PAN: what is
+    stored and shown to approvers is masked by the server, and the cell hash still binds the code."""
+    pan = "4111111111111111"
+    kernel = kernel_of(governance, "alice")
+    body = cell_request(
+        f"!echo {pan}", notebook_path=f"cards/{pan}.ipynb", policy_version=version(governance)
+    )
+    body["rules"][0]["reason"] = f"runs a shell command with {pan}"
+    status, request = await api(kernel, "POST", "kernel/approvals", body)
+    assert status == 201, request
+    status, shown = await api("bob", "GET", f"approvals/{request['id']}")
+    assert status == 200
+    for text in (json.dumps(request), json.dumps(shown)):
+        assert pan not in text
+    assert shown["code"].endswith(pan[-4:]) and pan[-4:] in shown["rules"][0]["reason"]

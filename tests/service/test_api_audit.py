@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import pytest
 from service_helpers import Api, cell_request  # type: ignore[import-not-found]
 
 PAN = "4111111111111111"
@@ -95,3 +97,21 @@ async def test_a_person_mints_and_revokes_a_batch_credential_for_themselves(
     assert (status, revoked["revoked"]) == (200, 1)
     assert (await api(kernel, "POST", "kernel/audit", {"records": [{"event_type": "cell.start"}]}))[0] == 403
     assert (await api("alice", "DELETE", "credentials/batch-unknown"))[0] == 404
+
+
+async def test_refusals_never_quote_a_card_number(
+    api: Api, governance: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Validation messages quote what was sent (jsonschema shows the offending value) and tornado logs
+    every refused request's message: both are masked."""
+    kernel = ("kernel", governance.service.credentials.mint("k-refused", "alice"))
+    bad = [
+        {"records": [{"event_type": "cell.start", "output_size": PAN}]},
+        {"records": [{"event_type": f"cell.{PAN}x" * 3}]},
+        {"records": [{"event_type": "cell.start", "cell_hash": f"{PAN}"}]},
+    ]
+    for body in bad:
+        status, answer = await api(kernel, "POST", "kernel/audit", body)
+        assert status == 400, answer
+        assert PAN not in json.dumps(answer) and PAN[-4:] in json.dumps(answer)
+    assert PAN not in caplog.text

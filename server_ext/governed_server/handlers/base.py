@@ -25,6 +25,7 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
+from governed_kernel.masking import MaskingError, default_masker
 from governed_server.approvals import ApprovalError
 from governed_server.credentials import AUTH_SCHEME
 from governed_server.identity import KernelPrincipal, Person, Role
@@ -81,7 +82,16 @@ def body_problem(schema: dict[str, Any], body: Any) -> str | None:
         return None
     first = errors[0]
     where = "/".join(str(p) for p in first.absolute_path) or "body"
-    return f"{where}: {first.message}"
+    return masked_message(f"{where}: {first.message}")
+
+
+def masked_message(message: str) -> str:
+    """An error message with any card number masked: messages quote what the client sent (jsonschema
+    shows the offending value), and tornado logs the message of every HTTP error."""
+    try:
+        return str(default_masker().mask_text(message)[0])
+    except MaskingError:
+        return "the request was refused (its details could not be masked)"
 
 
 def _keywords(schema: Any) -> set[str]:
@@ -124,7 +134,7 @@ class _JSONHandler(ExtensionHandlerMixin, APIHandler):
         return service
 
     def fail(self, status: int, message: str) -> NoReturn:
-        raise web.HTTPError(status, message, reason=None)
+        raise web.HTTPError(status, masked_message(message), reason=None)
 
     def json_body(self) -> dict[str, Any]:
         """The request body as a dict that satisfies the method's schema, else 400 naming the bad field."""

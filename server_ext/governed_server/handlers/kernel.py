@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from tornado import web
 
+from governed_kernel.masking import MaskingError, mask_json
 from governed_server.approvals import ApprovalError, NewRequest
 from governed_server.audit_records import AuditInputError
 from governed_server.handlers.base import KernelHandler
@@ -45,12 +46,20 @@ class KernelApprovalsHandler(KernelHandler):
         if not code_matches_hash(body["code"], body["cell_hash"], service.masker.config.mask_char):
             # The approver must see the cell that will run: a kernel may only show masked card numbers.
             self.fail(400, "cell_hash is not the SHA-256 of the code shown (only masked card numbers differ)")
+        # Approvers see the rules' reasons and the path: masked here again, whatever the kernel did
+        # (a reason can quote the cell, e.g. a process's arguments). Unmaskable → refused, not stored.
+        try:
+            rules, _ = mask_json(body["rules"], service.masker)
+            notebook_path = service.masker.mask_text(body.get("notebook_path", ""))[0]
+            code = service.masker.mask_text(body["code"])[0]
+        except MaskingError:
+            self.fail(400, "the request could not be masked; it was not stored")
         new = NewRequest(
             cell_hash=body["cell_hash"],
-            code_masked=body["code"],
+            code_masked=code,
             policy_version=body["policy_version"],
-            rules=body["rules"],
-            notebook_path=body.get("notebook_path", ""),
+            rules=rules,
+            notebook_path=notebook_path,
             cell_id=body.get("cell_id", ""),
         )
         view = service.approvals.request(self.kernel, new)

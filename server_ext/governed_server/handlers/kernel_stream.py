@@ -27,7 +27,13 @@ from tornado.websocket import WebSocketHandler
 
 from governed_server.audit import AuditError
 from governed_server.audit_records import AuditInputError
-from governed_server.handlers.base import MAX_BODY, REVOKED_MESSAGE, KernelHandler, body_problem
+from governed_server.handlers.base import (
+    MAX_BODY,
+    REVOKED_MESSAGE,
+    KernelHandler,
+    body_problem,
+    masked_message,
+)
 from governed_server.handlers.schemas import AUDIT_INGEST
 
 log = logging.getLogger("governed_server")
@@ -88,16 +94,18 @@ class KernelAuditStreamHandler(WebSocketHandler, KernelHandler):
                 "records": [{"seq": r.seq, "hash": r.hash} for r in stored],
             }
         except (ValueError, UnicodeDecodeError) as error:
-            answer = {"id": request_id, "status": 400, "message": f"the message is not valid JSON: {error}"}
+            answer = {"id": request_id, "status": 400,
+                      "message": masked_message(f"the message is not valid JSON: {error}")}  # fmt: skip
         except _Refused as refused:
             answer = {"id": request_id, "status": refused.status, "message": refused.message}
         except web.HTTPError as error:  # the service is not running (503, with the reason)
             answer = {"id": request_id, "status": error.status_code, "message": error.log_message or ""}
         except AuditInputError as error:
-            answer = {"id": request_id, "status": 400, "message": str(error)}
+            answer = {"id": request_id, "status": 400, "message": masked_message(str(error))}
         except AuditError as error:
-            log.error("governance: audit stream of kernel %s: %s", self.kernel.kernel_id, error)
-            answer = {"id": request_id, "status": 503, "message": str(error)}
+            message = masked_message(str(error))
+            log.error("governance: audit stream of kernel %s: %s", self.kernel.kernel_id, message)
+            answer = {"id": request_id, "status": 503, "message": message}
         except Exception:
             log.exception("governance: audit stream of kernel %s failed", self.kernel.kernel_id)
             answer = {
