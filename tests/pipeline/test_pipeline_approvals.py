@@ -16,6 +16,17 @@ from pipeline_helpers import (  # type: ignore[import-not-found]
 )
 
 
+def run_approved(kernel: Any, governance_service: Any, code: str) -> tuple[Any, list[dict[str, Any]]]:
+    """Run ``code`` again while an approver approves the request it opens; the run and the requests."""
+    seen: list[dict[str, Any]] = []
+
+    def approve(request: dict[str, Any]) -> None:
+        seen.append(request)
+        governance_service.decide(request["id"], "approve", "scratch file")
+
+    return kernel.execute(code, while_running=when_waiting(governance_service, approve)), seen
+
+
 @pytest.fixture
 def kernel(governance_service: Any) -> Any:
     with governed_kernel(governance_service, GOVERNED_APPROVAL_TIMEOUT="60") as running:
@@ -140,13 +151,7 @@ def test_what_static_rules_cannot_see_is_stopped_at_run_time_then_sent_for_appro
         assert "file-writes" in first.text
         assert "Run the cell again to send it to an approver" in first.text
         assert not target.exists()
-        seen: list[dict[str, Any]] = []
-
-        def approve(request: dict[str, Any]) -> None:
-            seen.append(request)
-            governance_service.decide(request["id"], "approve", "scratch file")
-
-        second = kernel.execute(code, while_running=when_waiting(governance_service, approve))
+        second, seen = run_approved(kernel, governance_service, code)
         assert second.status == "ok", second.text
         assert seen and seen[0]["rules"][0]["id"] == "file-writes"
         assert target.read_text() == "data"
@@ -209,13 +214,7 @@ def test_a_card_number_in_what_the_guard_saw_never_leaves_the_kernel(
         first = kernel.execute(code)
         assert first.status == "error" and "file-writes" in first.text
         assert pan not in first.text and pan[-4:] in first.text
-        seen: list[dict[str, Any]] = []
-
-        def approve(request: dict[str, Any]) -> None:
-            seen.append(request)
-            governance_service.decide(request["id"], "approve", "scratch file")
-
-        second = kernel.execute(code, while_running=when_waiting(governance_service, approve))
+        second, seen = run_approved(kernel, governance_service, code)
         assert second.status == "ok", second.text
         reason = seen[0]["rules"][0]["reason"]
         assert pan not in reason and pan[-4:] in reason
