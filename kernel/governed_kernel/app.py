@@ -15,7 +15,7 @@ from ipykernel.kernelapp import IPKernelApp
 from traitlets import DottedObjectName, Enum, Type
 from traitlets.utils.importstring import import_item
 
-from governed_kernel import display, history
+from governed_kernel import comm_ids, display, history
 from governed_kernel._version import __version__
 from governed_kernel.kernel import GovernedKernel
 from governed_kernel.outstream import MaskingOutStream
@@ -81,6 +81,7 @@ class GovernedKernelApp(IPKernelApp):
         session = self.masking_session
         display.install(shell, session)
         history.install(shell, lambda: session.masker)
+        comm_ids.install(lambda: session.masker)
         shell.events.register("post_run_cell", lambda _result: session.ledger.run_finishers())
 
 

@@ -56,10 +56,25 @@ def strings(value: Any) -> Iterator[str]:
         yield value.decode("latin-1")
 
 
+_HEX_ID = re.compile(r"[0-9a-fA-F][0-9a-fA-F-]{22,}[0-9a-fA-F]")
+
+
+def _in_random_id(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` lies in a long hex token with letters (a message signature, a
+    uuid, a kernel id): random hex has a digit run that passes Luhn in ~0.1% of tokens."""
+    for match in _HEX_ID.finditer(text, max(0, start - 200), min(len(text), end + 200)):
+        token = match.group()
+        if match.start() <= start and end <= match.end() and re.search("[a-fA-F]", token):
+            return True
+    return False
+
+
 def full_pans(text: str) -> list[str]:
-    """Full PANs in ``text``: what the engine finds, plus every 12-19 digit window (separators
-    ignored) of a digit run that passes Luhn *and* is a public test PAN (an independent check)."""
-    found = [text[f.start : f.end] for f in default_masker().find(text)]
+    """Full PANs in ``text``: what the engine finds (outside random hex ids), plus every 12-19 digit
+    window (separators ignored) of a digit run that passes Luhn *and* is a public test PAN (an
+    independent check, which also covers the test PANs inside hex tokens)."""
+    findings = default_masker().find(text)
+    found = [text[f.start : f.end] for f in findings if not _in_random_id(text, f.start, f.end)]
     known = set(PANS)
     for match in _RUN.finditer(text):
         digits = re.sub(r"[^0-9]", "", match.group())

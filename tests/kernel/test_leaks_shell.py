@@ -141,3 +141,23 @@ def test_audit_store_holds_no_pan(kernel: Kernel, governance_service: Any) -> No
 
 def test_raw_kernel_output_holds_no_pan(kernel: Kernel) -> None:
     assert_no_pan(kernel.raw_output(), where="kernel's original stdout/stderr")
+
+
+def test_comm_ids_the_kernel_makes_are_never_masked(kernel: Kernel) -> None:
+    """About 1 random hex id in 1,400 holds a digit run that passes as a card number; masking it
+    would rename the comm, so the frontend's answers would go nowhere. 4,000 comms: without the
+    kernel's id choice at least one would be masked in ~95% of runs."""
+    code = (
+        "import comm\n"
+        "made = [comm.create_comm(target_name='probe') for _ in range(4000)]\n"
+        "ids = [c.comm_id for c in made]\n"
+        "assert len(set(ids)) == 4000 and all(len(i) == 32 for i in ids)"
+    )
+    cell = kernel.ok(code)
+    sent = [m["content"]["comm_id"] for m in cell.iopub if m["msg_type"] == "comm_open"]
+    assert len(sent) == 4000
+    renamed = [comm_id for comm_id in sent if not re.fullmatch(r"[0-9a-f]{32}", comm_id)]
+    assert not renamed, f"comm ids changed by masking: {renamed[:3]}"
+    given = kernel.ok("c = comm.create_comm(target_name='probe', comm_id='card-4111111111111111')")
+    [opened] = [m for m in given.iopub if m["msg_type"] == "comm_open"]
+    assert opened["content"]["comm_id"] == "card-************1111"  # an id chosen by code: masked

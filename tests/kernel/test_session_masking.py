@@ -197,3 +197,16 @@ def test_overhead_per_message_is_small() -> None:
         plain, masked = bench_overhead(content, msg_type)
         print(f"{name}: plain {plain:.1f} us, masking {masked:.1f} us, overhead {masked - plain:.1f} us")
         assert masked - plain < 2000, name
+
+
+def test_unmasked_comm_ids_skip_ids_that_look_like_a_card(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uuid
+
+    from governed_kernel import comm_ids
+    from governed_kernel.masking import Masker
+
+    looks_like_a_card = uuid.UUID(hex="4111111111111111" + "ab" * 8)
+    plain = uuid.UUID(hex="abcdef" * 5 + "12")
+    drawn = iter([looks_like_a_card, looks_like_a_card, plain])
+    monkeypatch.setattr(uuid, "uuid4", lambda: next(drawn))
+    assert comm_ids.unmasked_id(Masker()) == plain.hex
