@@ -12,36 +12,31 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
 class AuditBuffer:
     """Append-only JSONL of undelivered records, emptied once the service has them.
 
     The file is read once (records left by a kernel process that died with this connection file);
-    after that this process knows what it wrote and does not read it back every cell.
+    after that this process knows what it wrote and does not read it back every cell. It stays open
+    and is emptied in place (a cell costs one write, not an open, a close and an unlink); :meth:`close`
+    removes it when nothing is left in it.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._known: list[dict[str, Any]] | None = None
-        self._directory_made = False
+        self._handle: IO[str] | None = None
 
     def append(self, records: list[dict[str, Any]], *, durable: bool = True) -> None:
         if self._known is None:
             self._known = self._read()
-        if not self._directory_made:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._directory_made = True
-        fresh = not self.path.exists()
-        with self.path.open("a", encoding="utf-8") as handle:
-            for record in records:
-                handle.write(json.dumps(record, separators=(",", ":")) + "\n")
-            handle.flush()
-            if durable:
-                os.fsync(handle.fileno())
-        if fresh:
-            os.chmod(self.path, 0o600)
+        handle = self._file()
+        handle.write("".join(json.dumps(record, separators=(",", ":")) + "\n" for record in records))
+        handle.flush()
+        if durable:
+            os.fsync(handle.fileno())
         self._known.extend(records)
 
     def pending(self) -> list[dict[str, Any]]:
@@ -49,6 +44,30 @@ class AuditBuffer:
         if self._known is None:
             self._known = self._read()
         return list(self._known)
+
+    def clear(self) -> None:
+        """Forget every record: the service has them."""
+        if self._handle is not None:
+            os.ftruncate(self._handle.fileno(), 0)  # O_APPEND: the next write starts at 0 again
+        else:
+            self.path.unlink(missing_ok=True)
+        self._known = []
+
+    def close(self) -> None:
+        """Close the file; remove it when it holds nothing (else the next kernel sends its records)."""
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+        if self._known == []:
+            self.path.unlink(missing_ok=True)
+
+    def _file(self) -> IO[str]:
+        if self._handle is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            os.fchmod(descriptor, 0o600)  # an existing file keeps no wider mode
+            self._handle = os.fdopen(descriptor, "a", encoding="utf-8")
+        return self._handle
 
     def _read(self) -> list[dict[str, Any]]:
         if not self.path.exists():
@@ -67,7 +86,3 @@ class AuditBuffer:
                     records.append({"event_type": "kernel.buffer_corrupt", "outcome": "failure",
                                     "details": {"line_length": len(line)}})  # fmt: skip
         return records
-
-    def clear(self) -> None:
-        self.path.unlink(missing_ok=True)
-        self._known = []

@@ -29,7 +29,7 @@ from governed_kernel.client import (
     GovernanceUnavailable,
     ServiceConfig,
 )
-from governed_kernel.masking import Masker, MaskingConfig, MaskingError, mask_json
+from governed_kernel.masking import Masker, MaskingConfig, MaskingError, mask_json, needs_masking
 from governed_kernel.policy import (
     Classifier,
     Decision,
@@ -475,7 +475,7 @@ class Governor:
     def _mask_data(self, value: Any) -> Any:
         """``value`` (JSON-like) with every card number masked; withheld if masking fails."""
         try:
-            return mask_json(value, self.masker)[0]
+            return mask_json(value, self.masker)[0] if needs_masking(value, self.masker) else value
         except MaskingError:
             return {"withheld": "masking failed"} if isinstance(value, dict) else []
 
@@ -490,6 +490,7 @@ class Governor:
             with contextlib.suppress(Exception):
                 await self._send([])
             await self.client.aclose()
+        self.buffer.close()
 
 
 def _refusal(view: dict[str, Any]) -> tuple[str, str]:

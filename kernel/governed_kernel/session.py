@@ -24,7 +24,15 @@ from jupyter_client.session import Session
 from traitlets import Integer, Unicode
 from traitlets.log import get_logger
 
-from governed_kernel.masking import Masker, MaskingConfig, MaskingError, MaskReport, mask_bundle, mask_json
+from governed_kernel.masking import (
+    Masker,
+    MaskingConfig,
+    MaskingError,
+    MaskReport,
+    mask_bundle,
+    mask_json,
+    needs_masking,
+)
 from governed_kernel.masking_ledger import DEFAULT_TEXT_CAP, OutputLedger
 
 if TYPE_CHECKING:
@@ -179,7 +187,8 @@ def mask_content(msg_type: str, content: dict[str, Any], masker: Masker, report:
         rest = {key: value for key, value in content.items() if key != "data"}
         out = mask_tree(rest, masker, report)
         if data is not None:
-            out["data"] = mask_json(_plain(data), masker, report)[0]
+            plain = _plain(data)
+            out["data"] = mask_json(plain, masker, report)[0] if needs_masking(plain, masker) else plain
         return out
     return mask_tree(content, masker, report)
 

@@ -13,6 +13,7 @@ See ``docs/audit.md`` for the record fields and how auditors verify the log.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -44,6 +45,7 @@ from governed_server.store.engine import describe_error, redact
 log = logging.getLogger(__name__)
 
 MAX_QUERY_LIMIT = 10_000
+FORK_REFUSED = "the audit chain head moved during an append (lock not held): refusing to fork"
 SIGNING_KEY_FILE = "audit-signing-key.pem"
 CHECKPOINT_DIR = "checkpoints"
 
@@ -107,6 +109,7 @@ class AuditLog:
         self._key: Ed25519PrivateKey | None = None
         self._lock = threading.Lock()
         self._last_checkpoint_seen = 0
+        self._sqlite_statements: _SqliteStatements | None = None
 
     # -- writing -----------------------------------------------------------------------------------
 
@@ -132,9 +135,12 @@ class AuditLog:
         try:
             if connection is not None:
                 return self._append(connection, prepared)
-            with self.store.begin() as own:
-                records = self._append(own, prepared)
-        except SQLAlchemyError as error:
+            if self.store.dialect == "sqlite":
+                records = self._append_sqlite(prepared)
+            else:
+                with self.store.begin() as own:
+                    records = self._append(own, prepared)
+        except (SQLAlchemyError, sqlite3.Error) as error:
             raise AuditError(
                 f"audit records could not be written to {redact(self.store.engine.url)}: "
                 f"{describe_error(error, self.store.engine.url)}"
@@ -144,37 +150,30 @@ class AuditLog:
 
     def _append(self, connection: Connection, prepared: list[PreparedEvent]) -> list[StoredRecord]:
         head = _lock_head(connection)
-        seq, prev = int(head.seq), str(head.hash)
         now = utc_now()
-        rows: list[dict[str, Any]] = []
-        records: list[StoredRecord] = []
-        for item in prepared:
-            seq += 1
-            body, text = finish_body(item, now)
-            digest = record_hash(seq, prev, text)
-            rows.append(
-                {
-                    "seq": seq,
-                    "event_time": now,
-                    "user": body["user"],
-                    "claimed_user": body["claimed_user"],
-                    "event_type": body["event_type"],
-                    "outcome": body["outcome"],
-                    "kernel_id": body["origin"]["kernel_id"],
-                    "notebook": body["origin"]["notebook"],
-                    "body": text,
-                    "prev_hash": prev,
-                    "hash": digest,
-                }
-            )
-            records.append(StoredRecord.from_body(seq, text, prev, digest))
-            prev = digest
+        rows, records = _link(prepared, int(head.seq), str(head.hash), now)
         connection.execute(_INSERT_RECORDS, rows)
-        moved = connection.execute(
-            _MOVE_HEAD, {"expected_seq": head.seq, "new_seq": seq, "new_hash": prev, "moved_at": now}
-        ).rowcount
+        last = records[-1]
+        moves = {"expected_seq": head.seq, "new_seq": last.seq, "new_hash": last.hash, "moved_at": now}
+        moved = connection.execute(_MOVE_HEAD, moves).rowcount
         if moved != 1:  # pragma: no cover - impossible while the head row is locked
-            raise AuditError("the audit chain head moved during an append (lock not held): refusing to fork")
+            raise AuditError(FORK_REFUSED)
+        return records
+
+    def _append_sqlite(self, prepared: list[PreparedEvent]) -> list[StoredRecord]:
+        """:meth:`_append` on SQLite's own cursor: the same statements and stored values (the
+        columns' SQLAlchemy bind processors are applied), a third of the time per cell."""
+        statements = self._sqlite_statements
+        if statements is None:
+            statements = self._sqlite_statements = _SqliteStatements(self.store)
+        with self.store.sqlite_write() as cursor:
+            seq, prev = cursor.execute(_SQLITE_HEAD).fetchone()
+            now = utc_now()
+            rows, records = _link(prepared, int(seq), str(prev), now)
+            cursor.executemany(statements.insert, [statements.values(row) for row in rows])
+            cursor.execute(_SQLITE_MOVE_HEAD, (records[-1].seq, records[-1].hash, statements.time(now), seq))
+            if cursor.rowcount != 1:  # pragma: no cover - impossible while the write lock is held
+                raise AuditError(FORK_REFUSED)
         return records
 
     def _after_commit(self, last_seq: int) -> None:
@@ -370,6 +369,64 @@ _MOVE_HEAD = (
     .where(audit_head.c.id == 1, audit_head.c.seq == bindparam("expected_seq"))
     .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"), updated_at=bindparam("moved_at"))
 )
+
+
+_SQLITE_HEAD = "SELECT seq, hash FROM audit_head WHERE id = 1"
+_SQLITE_MOVE_HEAD = "UPDATE audit_head SET seq = ?, hash = ?, updated_at = ? WHERE id = 1 AND seq = ?"
+
+
+class _SqliteStatements:
+    """The record insert for SQLite's cursor, with each column's SQLAlchemy bind processor (so a
+    row is stored exactly as :data:`_INSERT_RECORDS` would store it)."""
+
+    def __init__(self, store: Store) -> None:
+        dialect = store.engine.dialect
+        columns = list(audit_records.columns)
+        self.names = [column.name for column in columns]
+        self.insert = (
+            f"INSERT INTO audit_records ({', '.join(f'{chr(34)}{n}{chr(34)}' for n in self.names)}) "
+            f"VALUES ({', '.join('?' for _ in columns)})"
+        )
+        self.processors = [column.type.dialect_impl(dialect).bind_processor(dialect) for column in columns]
+        time_processor = audit_head.c.updated_at.type.dialect_impl(dialect).bind_processor(dialect)
+        self.time: Callable[[Any], Any] = time_processor or (lambda value: value)
+
+    def values(self, row: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(
+            process(row[name]) if process is not None else row[name]
+            for name, process in zip(self.names, self.processors, strict=True)
+        )
+
+
+def _link(
+    prepared: list[PreparedEvent], seq: int, prev: str, now: datetime
+) -> tuple[list[dict[str, Any]], list[StoredRecord]]:
+    """Number and chain ``prepared`` after the head (``seq``, ``prev``): the rows to insert and the
+    records they are."""
+    rows: list[dict[str, Any]] = []
+    records: list[StoredRecord] = []
+    for item in prepared:
+        seq += 1
+        body, text = finish_body(item, now)
+        digest = record_hash(seq, prev, text)
+        rows.append(
+            {
+                "seq": seq,
+                "event_time": now,
+                "user": body["user"],
+                "claimed_user": body["claimed_user"],
+                "event_type": body["event_type"],
+                "outcome": body["outcome"],
+                "kernel_id": body["origin"]["kernel_id"],
+                "notebook": body["origin"]["notebook"],
+                "body": text,
+                "prev_hash": prev,
+                "hash": digest,
+            }
+        )
+        records.append(StoredRecord.from_body(seq, text, prev, digest))
+        prev = digest
+    return rows, records
 
 
 def _lock_head(connection: Connection) -> Any:

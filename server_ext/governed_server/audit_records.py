@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from governed_kernel.masking import Masker, MaskingError, mask_json
+from governed_kernel.masking import Masker, MaskingError, MaskReport, mask_json, needs_masking
 
 RECORD_VERSION = 1
 OUTCOMES = ("success", "failure")
@@ -142,7 +142,13 @@ def format_time(value: datetime) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
+
+
 def parse_time(text: str) -> datetime:
+    """The inverse of :func:`format_time`; any other form raises ``ValueError``."""
+    if _TIME.fullmatch(text):  # fromisoformat is ~20x faster than strptime, on the exact form only
+        return datetime.fromisoformat(text[:-1]).replace(tzinfo=timezone.utc)
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
 
 
@@ -192,7 +198,10 @@ def prepare(event: AuditEvent, *, output_cap: int, masker: Masker | None = None)
     }
     _check_json(free_text)
     try:
-        masked, report = mask_json(free_text, masker)
+        if needs_masking(free_text, masker):
+            masked, report = mask_json(free_text, masker)
+        else:  # the common case: one scan of every string at once, no copy
+            masked, report = free_text, MaskReport()
     except MaskingError as error:
         # Fail closed: a record we cannot mask is refused, never stored as is.
         raise AuditInputError(f"the event could not be masked: {error}") from None

@@ -20,7 +20,15 @@ def test_records_wait_in_order_until_cleared(tmp_path: Path) -> None:
     copy.append({"n": 99})
     assert [r["n"] for r in buffer.pending()] == [1, 2], "callers get a copy"
     buffer.clear()
-    assert buffer.pending() == [] and not buffer.path.exists()
+    assert buffer.pending() == [] and buffer.path.read_text() == ""
+    buffer.append([{"event_type": "cell.end", "n": 3}], durable=False)
+    assert [json.loads(line)["n"] for line in buffer.path.read_text().splitlines()] == [3]
+    assert [r["n"] for r in AuditBuffer(buffer.path).pending()] == [3], "a new process sees only n=3"
+    buffer.close()
+    assert buffer.path.exists(), "undelivered records stay for the next kernel"
+    buffer.clear()
+    buffer.close()
+    assert not buffer.path.exists(), "an empty buffer leaves no file behind"
 
 
 def test_a_new_kernel_process_picks_up_what_a_killed_one_left(tmp_path: Path) -> None:

@@ -27,6 +27,8 @@ from governed_kernel.masking import (
     frames,
     luhn_valid,
     mask_for_display,
+    mask_json,
+    needs_masking,
     scanner,
 )
 from governed_kernel.masking.scanner import Finding, find, prefilter_available, prefilter_regions
@@ -268,3 +270,39 @@ def test_revealed_digits_never_join_neighbours_into_a_card_number(reveal: str) -
         masked, report = masker.mask_text(text)
         assert MASKER.find(masked) == [] and len(masked) == len(text)
         assert report.kinds["pan"] >= text.count("30569309025904")
+
+
+JSON_VALUES = st.recursive(
+    st.one_of(
+        st.lists(PIECES, max_size=4).map("".join),
+        st.integers(min_value=-(10**19), max_value=10**19),
+        st.sampled_from([int(p) for p in PANS[:5]] + [float(PANS[0]), 1.5, True, None]),
+    ),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(
+            st.one_of(st.sampled_from(["id", "note", "cvv", "card_number", "pan", "x"]), st.text(max_size=6)),
+            children,
+            max_size=4,
+        ),
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.lists(PIECES, max_size=5).map("".join), max_size=8))
+def test_one_scan_of_joined_strings_decides_like_one_scan_per_string(strings: list[str]) -> None:
+    """``needs_masking`` joins the strings with newlines and scans once: exactly as many yes as
+    scanning each string alone (no PAN or track spans a newline; no rule looks across one)."""
+    assert needs_masking(strings, MASKER) == any(MASKER.find(text) for text in strings)
+
+
+@settings(max_examples=500, deadline=None)
+@given(JSON_VALUES)
+def test_data_that_needs_no_masking_is_left_exactly_as_is(data: object) -> None:
+    masked, report = mask_json(data, MASKER)
+    if not needs_masking(data, MASKER):
+        assert masked == data and report.total == 0
+    if masked != data:
+        assert needs_masking(data, MASKER)

@@ -383,3 +383,38 @@ def test_stored_record_round_trip(audit: AuditLog) -> None:
     (record,) = audit.append([event(1)])
     assert isinstance(record, StoredRecord)
     assert audit.query()[0] == record
+
+
+def test_sqlite_fast_append_stores_what_the_sqlalchemy_path_stores(tmp_path: Path) -> None:
+    """On SQLite a plain append runs on the driver's cursor; an append joined to a caller's
+    transaction goes through SQLAlchemy. Both must store the same values, byte for byte, in the
+    same column types (a different time format would break range queries and reports)."""
+    store = Store.open(f"sqlite:///{tmp_path / 'g.sqlite'}")
+    try:
+        audit = AuditLog(store, signing_key_path=None, checkpoint_dir=None)
+        audit.append([event(1, claimed_user="ci", tables=["cards"], details={"t": (1, 2)})])
+        head_after_fast = rows(store, "SELECT typeof(updated_at), length(updated_at) FROM audit_head")
+        with store.begin() as connection:
+            audit.append([event(1, claimed_user="ci", tables=["cards"], details={"t": (1, 2)})],
+                         connection=connection)  # fmt: skip
+        head_after_core = rows(store, "SELECT typeof(updated_at), length(updated_at) FROM audit_head")
+        columns = "typeof(event_time), length(event_time), user, claimed_user, event_type, outcome, kernel_id"
+        query = f"SELECT {columns}, substr(event_time, 11, 1) FROM audit_records ORDER BY seq"
+        fast, core = rows(store, query)
+        assert fast == core and fast[-1] == " "
+        assert head_after_fast == head_after_core
+        bodies = [json.loads(str(b)) for (b,) in rows(store, "SELECT body FROM audit_records ORDER BY seq")]
+        for body in bodies:
+            body.pop("time")
+        assert bodies[0] == bodies[1]
+        assert audit.verify().ok
+        now = datetime.now(timezone.utc)
+        assert len(audit.query(since=now - timedelta(minutes=1), until=now + timedelta(minutes=1))) == 2
+        assert audit.query(since=now + timedelta(seconds=1)) == []
+    finally:
+        store.close()
+
+
+def rows(store: Store, statement: str) -> list[tuple[object, ...]]:
+    with store.read() as connection:
+        return [tuple(r) for r in connection.execute(text(statement)).all()]

@@ -18,7 +18,7 @@ from governed_kernel.masking.cards import DEFAULT_BRANDS, Brand, BrandTable, luh
 from governed_kernel.masking.config import MaskingConfig
 from governed_kernel.masking.frames import display_bundle, is_pandas_display, mask_for_display
 from governed_kernel.masking.html import mask_html
-from governed_kernel.masking.jsonmask import mask_json
+from governed_kernel.masking.jsonmask import mask_json, needs_masking
 from governed_kernel.masking.mime import mask_bundle
 from governed_kernel.masking.report import MaskReport
 from governed_kernel.masking.scanner import Finding
@@ -44,4 +44,5 @@ __all__ = [
     "mask_html",
     "mask_json",
     "mask_text",
+    "needs_masking",
 ]

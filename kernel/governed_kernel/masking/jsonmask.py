@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from governed_kernel.masking.cards import MIN_PAN
 from governed_kernel.masking.report import MaskReport
 from governed_kernel.masking.text import Masker, MaskingError, default_masker
 
@@ -22,6 +23,51 @@ def mask_json(
     masker = masker or default_masker()
     report = report if report is not None else MaskReport()
     return _mask(data, masker, None, report, 0), report
+
+
+def needs_masking(data: Any, masker: Masker | None = None) -> bool:
+    """Whether :func:`mask_json` would change ``data``, with one scan instead of one per string.
+
+    Every key and string is joined by newlines (a newline never sits inside a card number or a
+    track, and no rule reads across one), so a single ``find`` sees exactly what scanning them one
+    by one would. Anything the fast walk does not decide (a key with a column rule, a number in
+    card range, a type JSON masking refuses, deep nesting) answers True: :func:`mask_json` then
+    does the full work and raises where it would have.
+    """
+    masker = masker or default_masker()
+    texts: list[str] = []
+    if not _collect(data, masker, texts, 0):
+        return True
+    return bool(texts) and bool(masker.find("\n".join(texts)))
+
+
+def _collect(value: Any, masker: Masker, texts: list[str], depth: int) -> bool:
+    """Gather the strings of ``value`` into ``texts``; False when only the full walk can decide."""
+    if isinstance(value, str):
+        if len(value) >= MIN_PAN:  # a shorter string cannot hold a card number or a track
+            texts.append(value)
+        return True
+    if value is None or isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return not 10**11 <= abs(value) < 10**19
+    if isinstance(value, float):
+        return not (value.is_integer() and 1e11 <= abs(value) < 1e19)
+    if depth >= MAX_DEPTH:
+        return False
+    if isinstance(value, dict):
+        rule = masker.config.column_rule
+        for key, item in value.items():
+            if not isinstance(key, str) or rule(key) is not None:
+                return False
+            if len(key) >= MIN_PAN:
+                texts.append(key)
+            if not _collect(item, masker, texts, depth + 1):
+                return False
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_collect(item, masker, texts, depth + 1) for item in value)
+    return False
 
 
 def _mask(value: Any, masker: Masker, rule: str | None, report: MaskReport, depth: int) -> Any:

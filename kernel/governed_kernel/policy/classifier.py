@@ -84,27 +84,57 @@ _PLAIN_DATA = frozenset(
 attribute lookup that fails (most of a namespace; a subclass may define either, so only exact types)."""
 
 
-def aliases_from_namespace(namespace: Mapping[str, Any]) -> dict[str, str]:
+def aliases_from_namespace(namespace: Mapping[str, Any]) -> Mapping[str, str]:
     """Names bound in earlier cells → dotted names, for modules, functions and classes.
 
     The kernel passes this with each cell, so ``import subprocess as sp`` in one cell still makes
-    ``sp.run(...)`` in the next one a ``subprocess.run`` call.
+    ``sp.run(...)`` in the next one a ``subprocess.run`` call. The aliases are worked out on lookup:
+    a cell uses a few names while IPython's namespace grows by two or three entries per cell
+    (``_i7``, ``_7``...), so reading all of it for every cell would cost more with every cell.
     """
-    aliases: dict[str, str] = {}
-    for name, value in list(namespace.items()):
-        if name.startswith("_") or type(value) in _PLAIN_DATA:
-            continue
-        if isinstance(value, types.ModuleType):
-            aliases[name] = _normalize(value.__name__ + ".")[:-1]
-            continue
-        module = getattr(value, "__module__", None)
-        qualname = getattr(value, "__qualname__", None)
-        if (isinstance(module, str) and isinstance(qualname, str) and module not in ("__main__", "builtins")
-                and callable(value)):
-            aliases[name] = _normalize(f"{module}.{qualname}")
-        elif callable(value) and getattr(value, "__module__", None) == "builtins":
-            aliases[name] = _normalize(f"builtins.{getattr(value, '__name__', name)}")
-    return aliases
+    return _NamespaceAliases(namespace)
+
+
+class _NamespaceAliases(Mapping[str, str]):
+    """A live, read-only view of the aliases in a namespace (see :func:`aliases_from_namespace`)."""
+
+    __slots__ = ("_namespace",)
+
+    def __init__(self, namespace: Mapping[str, Any]) -> None:
+        self._namespace = namespace
+
+    def __getitem__(self, name: str) -> str:
+        alias = _alias_of(name, self._namespace[name])
+        if alias is None:
+            raise KeyError(name)
+        return alias
+
+    def __iter__(self) -> Iterator[str]:
+        for name, value in list(self._namespace.items()):
+            if _alias_of(name, value) is not None:
+                yield name
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __bool__(self) -> bool:
+        return bool(self._namespace)  # cheap; an empty view only costs a set intersection
+
+
+def _alias_of(name: str, value: Any) -> str | None:
+    """The dotted name ``value`` stands for when bound to ``name``, if it is a module or callable."""
+    if name.startswith("_") or type(value) in _PLAIN_DATA:
+        return None
+    if isinstance(value, types.ModuleType):
+        return _normalize(value.__name__ + ".")[:-1]
+    module = getattr(value, "__module__", None)
+    qualname = getattr(value, "__qualname__", None)
+    if (isinstance(module, str) and isinstance(qualname, str) and module not in ("__main__", "builtins")
+            and callable(value)):
+        return _normalize(f"{module}.{qualname}")
+    if callable(value) and getattr(value, "__module__", None) == "builtins":
+        return _normalize(f"builtins.{getattr(value, '__name__', name)}")
+    return None
 
 
 _CHILD_FIELDS: dict[type, tuple[str, ...]] = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
@@ -82,6 +83,27 @@ class Store:
         """A write transaction (SQLite: ``BEGIN IMMEDIATE``); commits on exit, rolls back on error."""
         with self.engine.begin() as connection:
             yield connection
+        if self.syncer is not None:
+            self.syncer.committed()
+
+    @contextmanager
+    def sqlite_write(self) -> Iterator[Any]:
+        """A write transaction (``BEGIN IMMEDIATE``) on SQLite's own cursor; commits on exit.
+
+        For the one hot path where SQLAlchemy's per-statement bookkeeping costs more than the
+        statements themselves (the audit append, once per cell). Raises the driver's
+        ``sqlite3.Error``; on any error the pool rolls the connection back when it is returned.
+        """
+        if self.dialect != "sqlite":
+            raise StoreError("sqlite_write is for SQLite stores only")
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            yield cursor
+            cursor.execute("COMMIT")
+        finally:
+            raw.close()
         if self.syncer is not None:
             self.syncer.committed()
 
