@@ -1,8 +1,8 @@
 """A local buffer for audit records on their way to the service.
 
-End-of-cell records are written here first and sent with the next cell's start record (one round
-trip per cell) or after a short delay; a record the service could not take stays here, and the next
-cell does not run until the buffer is empty, so a record is never silently dropped. The file
+End-of-cell records are written here first and sent once the cell's reply is out; a record the
+service could not take stays here and goes with the next cell's start record, and that cell does not
+run until the buffer is empty, so a record is never silently dropped. The file
 survives the kernel process being killed; ``durable=True`` also fsyncs it (power loss). Records hold
 masked text only.
 """

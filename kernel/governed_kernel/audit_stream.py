@@ -6,18 +6,38 @@ those of ``POST /kernel/audit`` (same schema, same answers, fail closed). When t
 opened for a reason other than a refused credential (an older server without the endpoint, a proxy
 that does not pass WebSockets), :meth:`AuditStream.send` returns None and the caller uses HTTP;
 after a failed attempt the stream is not tried again for :data:`RETRY_AFTER_S` seconds.
-Uses tornado's WebSocket client: ipykernel already runs on tornado, so it costs no import.
+
+The exchange is blocking, on a plain socket with the sans-I/O ``wsproto`` doing the framing: the
+kernel has nothing else to do while a start record is on its way (the cell waits for it), and a
+blocking ``recv`` wakes the kernel exactly when the answer arrives, without the event loop's futures
+and callbacks (measured: about half the kernel's CPU and 0.2 ms less per round trip than an asyncio
+WebSocket client). The shell's event loop is held for one round trip (at most ``timeout`` when the
+service hangs). An interrupt (Ctrl-C, the frontend's interrupt) during the exchange drops the
+connection and reports the record as not delivered: the cell does not run.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import json
+import socket
+import ssl
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
-from tornado.httpclient import HTTPClientError, HTTPRequest
-from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import (
+    AcceptConnection,
+    CloseConnection,
+    Event,
+    Ping,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from governed_kernel.client_errors import SETUP_HINT, ApprovalRefused, GovernanceUnavailable
 
@@ -25,6 +45,100 @@ STREAM_PATH = "kernel/audit/stream"
 RETRY_AFTER_S = 30.0
 REVOKED_CLOSE_CODE = 4403
 MAX_MESSAGE_SIZE = 8 * 1024 * 1024
+_RECEIVE_SIZE = 65536
+
+
+class StreamClosed(Exception):
+    """The connection ended (server restart, network, revoked credential); ``code`` if it said why."""
+
+    def __init__(self, code: int | None = None) -> None:
+        super().__init__(f"closed ({code})")
+        self.code = code
+
+
+class _Refused(Exception):
+    """The upgrade was answered with an HTTP error."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"HTTP {status}: {reason}")
+        self.status = status
+        self.reason = reason
+
+
+class StreamConnection:
+    """One blocking WebSocket: a socket and wsproto's protocol state."""
+
+    def __init__(self, url: str, auth_header: str, timeout: float) -> None:
+        parts = urlsplit(url)
+        secure = parts.scheme == "wss"
+        port = parts.port or (443 if secure else 80)
+        sock = socket.create_connection((parts.hostname or "localhost", port), timeout=timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small frames, each awaited
+            if secure:
+                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=parts.hostname)
+            self.socket = sock
+            self.protocol = WSConnection(ConnectionType.CLIENT)
+            target = parts.path + (f"?{parts.query}" if parts.query else "")
+            self._send(Request(host=parts.netloc, target=target,
+                               extra_headers=[(b"authorization", auth_header.encode())]))  # fmt: skip
+            self._handshake()
+        except BaseException:
+            sock.close()
+            raise
+
+    def exchange(self, text: str) -> str:
+        """Send one text message and return the next text message (raises StreamClosed, OSError)."""
+        self._send(TextMessage(data=text))
+        parts: list[str] = []
+        size = 0
+        while True:
+            for event in self._events():
+                if isinstance(event, TextMessage):
+                    parts.append(event.data)
+                    size += len(event.data)
+                    if size > MAX_MESSAGE_SIZE:
+                        raise StreamClosed()
+                    if event.message_finished:
+                        return "".join(parts)
+                elif isinstance(event, Ping):
+                    self._send(event.response())
+                elif isinstance(event, CloseConnection):
+                    raise StreamClosed(event.code)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, LocalProtocolError):  # already closed: nothing to say
+            self._send(CloseConnection(code=1000))
+        self.socket.close()
+
+    def _handshake(self) -> None:
+        refused: _Refused | None = None
+        body = b""
+        while True:
+            for event in self._events():
+                if isinstance(event, AcceptConnection):
+                    return
+                if isinstance(event, RejectConnection):
+                    refused = _Refused(event.status_code, "")
+                    if not event.has_body:
+                        raise refused
+                elif isinstance(event, RejectData) and refused is not None:
+                    body += event.data
+                    if event.body_finished:
+                        raise _Refused(refused.status, _reason(body) or f"HTTP {refused.status}")
+
+    def _events(self) -> list[Event]:
+        data = self.socket.recv(_RECEIVE_SIZE)
+        if not data:
+            raise StreamClosed()
+        try:
+            self.protocol.receive_data(data)
+            return list(self.protocol.events())
+        except RemoteProtocolError:
+            raise StreamClosed() from None
+
+    def _send(self, event: Event) -> None:
+        self.socket.sendall(self.protocol.send(event))
 
 
 class AuditStream:
@@ -35,79 +149,75 @@ class AuditStream:
         self.url = ("wss" if scheme == "https" else "ws") + "://" + rest + STREAM_PATH
         self._auth_header = auth_header
         self._timeout = timeout
-        self._connection: WebSocketClientConnection | None = None
-        self._lock = asyncio.Lock()
+        self._connection: StreamConnection | None = None
         self._next_id = 0
         self._unusable_until = 0.0
 
     async def send(self, records: list[dict[str, Any]]) -> dict[str, Any] | None:
-        """The service's answer for ``records``; None when the stream is unusable now (use HTTP)."""
-        async with self._lock:
-            for attempt in (1, 2):
-                connection = await self._connect()
-                if connection is None:
-                    return None
-                answer = await self._exchange(connection, records, last_try=attempt == 2)
-                if answer is not None:
-                    return _checked(answer)
-            return None  # pragma: no cover - the second attempt answers or raises
+        """The service's answer for ``records``; None when the stream is unusable now (use HTTP).
+
+        A coroutine for its callers, but it does not yield: the exchange blocks (see the module).
+        """
+        for attempt in (1, 2):
+            connection = self._connect()
+            if connection is None:
+                return None
+            answer = self._exchange(connection, records, last_try=attempt == 2)
+            if answer is not None:
+                return _checked(answer)
+        return None  # pragma: no cover - the second attempt answers or raises
 
     async def close(self) -> None:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
 
-    async def _connect(self) -> WebSocketClientConnection | None:
+    def _connect(self) -> StreamConnection | None:
         if self._connection is not None:
             return self._connection
         if time.monotonic() < self._unusable_until:
             return None
-        request = HTTPRequest(
-            self.url,
-            headers={"Authorization": self._auth_header},
-            connect_timeout=self._timeout,
-            request_timeout=self._timeout,
-        )
         try:
-            self._connection = await websocket_connect(
-                request, max_message_size=MAX_MESSAGE_SIZE, ping_interval=30
-            )
-            self._connection.stream.set_nodelay(True)  # small frames, each awaited: no Nagle delay
-        except HTTPClientError as error:
-            if error.code in (401, 403):
+            self._connection = StreamConnection(self.url, self._auth_header, self._timeout)
+        except _Refused as refused:
+            if refused.status in (401, 403):
                 raise GovernanceUnavailable(
-                    f"the governance service refused this kernel (HTTP {error.code}: {_reason(error)}). "
-                    f"{SETUP_HINT if error.code == 401 else ''}".strip()
+                    f"the governance service refused this kernel (HTTP {refused.status}: {refused.reason}). "
+                    f"{SETUP_HINT if refused.status == 401 else ''}".strip()
                 ) from None
             self._unusable_until = time.monotonic() + RETRY_AFTER_S
             return None
-        except (OSError, asyncio.TimeoutError, WebSocketClosedError):
+        except (OSError, StreamClosed, LocalProtocolError):
             self._unusable_until = time.monotonic() + RETRY_AFTER_S
             return None
+        except KeyboardInterrupt:
+            raise GovernanceUnavailable("interrupted while connecting to the governance service") from None
         return self._connection
 
-    async def _exchange(
-        self, connection: WebSocketClientConnection, records: list[dict[str, Any]], *, last_try: bool
+    def _exchange(
+        self, connection: StreamConnection, records: list[dict[str, Any]], *, last_try: bool
     ) -> dict[str, Any] | None:
         """Send one batch and read its answer; None when the connection turned out to be closed."""
         self._next_id += 1
         message_id = self._next_id
         try:
-            await connection.write_message(json.dumps({"id": message_id, "records": records}))
-            raw = await asyncio.wait_for(connection.read_message(), self._timeout)
-        except asyncio.TimeoutError:
+            raw = connection.exchange(json.dumps({"id": message_id, "records": records}))
+        except TimeoutError:
             self._drop(connection)
             raise GovernanceUnavailable(
                 f"the governance service did not acknowledge the audit record within {self._timeout:g} s"
             ) from None
-        except WebSocketClosedError:
-            raw = None
-        if raw is None:  # closed: by the server (restart, revoked credential) or the network
-            code = connection.close_code
+        except KeyboardInterrupt:
+            self._drop(connection)  # an answer may still be on its way: this connection is done
+            raise GovernanceUnavailable("interrupted while delivering the audit record") from None
+        except (StreamClosed, OSError, LocalProtocolError) as error:
+            # Closed by the server (restart, revoked credential) or the network: a new connection
+            # gets one more try (the batch may then be stored twice: at least once).
+            code = error.code if isinstance(error, StreamClosed) else None
             self._drop(connection)
             if code == REVOKED_CLOSE_CODE or last_try:
                 why = " (kernel credential revoked: restart the kernel from Jupyter)" if code == 4403 else ""
-                raise GovernanceUnavailable(f"the governance service closed the audit stream{why}")
+                raise GovernanceUnavailable(f"the governance service closed the audit stream{why}") from None
             return None
         try:
             answer = json.loads(raw)
@@ -118,7 +228,7 @@ class AuditStream:
             raise GovernanceUnavailable("the governance service answered the audit stream out of protocol")
         return answer
 
-    def _drop(self, connection: WebSocketClientConnection) -> None:
+    def _drop(self, connection: StreamConnection) -> None:
         connection.close()
         if self._connection is connection:
             self._connection = None
@@ -137,13 +247,10 @@ def _checked(answer: dict[str, Any]) -> dict[str, Any]:
     raise GovernanceUnavailable(f"the governance service refused the audit record ({status}: {message})")
 
 
-def _reason(error: HTTPClientError) -> str:
-    response = error.response
-    if response is not None and response.body:
-        try:
-            body = json.loads(response.body)
-        except ValueError:
-            body = None
-        if isinstance(body, dict) and body.get("message"):
-            return str(body["message"])
-    return error.message or f"HTTP {error.code}"
+def _reason(body: bytes) -> str:
+    """The ``message`` of a JSON error body, if it has one."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return ""
+    return str(data.get("message") or "") if isinstance(data, dict) else ""

@@ -196,11 +196,11 @@ def prepare(event: AuditEvent, *, output_cap: int, masker: Masker | None = None)
             "details": dict(event.details),
         },
     }
-    _check_json(free_text)
     try:
         if needs_masking(free_text, masker):
+            _check_json(free_text)
             masked, report = mask_json(free_text, masker)
-        else:  # the common case: one scan of every string at once, no copy
+        else:  # the common case: plain JSON types, one scan of every string at once, no copy
             masked, report = free_text, MaskReport()
     except MaskingError as error:
         # Fail closed: a record we cannot mask is refused, never stored as is.
@@ -229,10 +229,16 @@ def prepare(event: AuditEvent, *, output_cap: int, masker: Masker | None = None)
 
 
 def finish_body(prepared: PreparedEvent, time: datetime) -> tuple[dict[str, Any], str]:
-    """The body with the server's time, and its canonical text."""
+    """The body with the server's time, and its canonical text. Raises AuditInputError for what
+    :func:`prepare` lets through on its fast path (NaN or infinite numbers, lone surrogates)."""
     body = dict(prepared.body)
     body["time"] = format_time(time)
-    return body, canonical_json(body)
+    try:
+        text = canonical_json(body)
+        text.encode()
+    except (TypeError, ValueError, UnicodeEncodeError) as error:
+        raise AuditInputError(f"the event is not JSON-serialisable: {error}") from None
+    return body, text
 
 
 def _check_hex(name: str, value: str, *, allow_empty: bool) -> None:

@@ -306,3 +306,33 @@ def test_data_that_needs_no_masking_is_left_exactly_as_is(data: object) -> None:
         assert masked == data and report.total == 0
     if masked != data:
         assert needs_masking(data, MASKER)
+
+
+class _Text(str):
+    pass
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"n": int(PANS[0])},  # a number in card range: masked to a string by the full walk
+        {"n": float(PANS[0])},
+        {"card_number": "1234-5678-9012-3456"},  # a key with a column rule
+        {"cvv": "123"},
+        {7: "a"},  # a key JSON would turn into text
+        {"s": _Text("x")},  # subclasses: the full walk decides
+        {"s": {1, 2}},  # a type JSON masking refuses: the full walk raises
+        [f"paid with {PANS[3]}"],
+    ],
+)
+def test_anything_the_fast_walk_cannot_decide_goes_the_full_way(data: object) -> None:
+    assert needs_masking(data, MASKER)
+
+
+def test_a_plain_audit_record_needs_no_masking() -> None:
+    details = {"decision": {"action": "allow", "findings": []}, "duration_ms": 1.5, "n": 10**10}
+    record = {"event_type": "cell.start", "user": "alice",
+              "data": {"code": "x = 1\nprint(x)", "output": "", "details": details}}  # fmt: skip
+    assert not needs_masking(record, MASKER)
+    masked, report = mask_json(record, MASKER)
+    assert masked == record and report.total == 0

@@ -7,9 +7,16 @@ client's behaviour: stream used when present, HTTP when the stream cannot be ope
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextlib
+import hashlib
 import json
-from typing import Any
+import socket
+import threading
+import time
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import pytest
 from service_helpers import TOKENS  # type: ignore[import-not-found]
@@ -21,6 +28,7 @@ from governed_kernel.client import GovernanceClient, GovernanceUnavailable, Serv
 from governed_server.handlers import kernel_stream
 
 PAN = "4111111111111111"
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -162,17 +170,27 @@ async def test_a_revoked_credential_stops_the_stream(
 # -- the kernel's client ------------------------------------------------------------------------------
 
 
+async def as_a_kernel(scenario: Coroutine[Any, Any, T]) -> T:
+    """Run ``scenario`` on its own thread and event loop, as in a kernel process: the kernel's audit
+    stream blocks its loop during an exchange, and the server under test runs on this one."""
+    return await asyncio.to_thread(asyncio.run, scenario)
+
+
 async def test_the_kernel_client_uses_the_stream(api_base: str, governance: Any) -> None:
     token = governance.service.credentials.mint("k-client", "alice")
     client = GovernanceClient(ServiceConfig(url=api_base, token=token), stream=True)
-    try:
-        answers = [
-            await client.send_audit([{"event_type": "cell.start", "cell_id": f"c{i}"}]) for i in range(3)
-        ]
-        assert client.stream is not None and client.stream._connection is not None
-        assert client._client is None, "no HTTP client was needed"
-    finally:
-        await client.aclose()
+
+    async def scenario() -> list[dict[str, Any]]:
+        try:
+            records = [[{"event_type": "cell.start", "cell_id": f"c{i}"}] for i in range(3)]
+            answers = [await client.send_audit(batch) for batch in records]
+            assert client.stream is not None and client.stream._connection is not None
+            assert client._client is None, "no HTTP client was needed"
+            return answers
+        finally:
+            await client.aclose()
+
+    answers = await as_a_kernel(scenario())
     assert [len(a["records"]) for a in answers] == [1, 1, 1]
     assert [b["resource"]["cell_id"] for b in stored_cells(governance, "k-client")] == ["c0", "c1", "c2"]
 
@@ -183,11 +201,16 @@ async def test_the_kernel_client_falls_back_to_http_without_the_stream(
     monkeypatch.setattr(audit_stream, "STREAM_PATH", "kernel/no-such-stream")  # an older server
     token = governance.service.credentials.mint("k-http", "alice")
     client = GovernanceClient(ServiceConfig(url=api_base, token=token), stream=True)
-    try:
-        answer = await client.send_audit([{"event_type": "cell.start", "cell_id": "c1"}])
-        assert client.stream is not None and client.stream._connection is None
-    finally:
-        await client.aclose()
+
+    async def scenario() -> dict[str, Any]:
+        try:
+            answer = await client.send_audit([{"event_type": "cell.start", "cell_id": "c1"}])
+            assert client.stream is not None and client.stream._connection is None
+            return answer
+        finally:
+            await client.aclose()
+
+    answer = await as_a_kernel(scenario())
     assert answer["records"][0]["seq"] > 0
     assert [b["resource"]["cell_id"] for b in stored_cells(governance, "k-http")] == ["c1"]
 
@@ -198,21 +221,21 @@ async def test_the_kernel_client_fails_closed_on_refusals(
     monkeypatch.setattr(kernel_stream, "CREDENTIAL_RECHECK_S", 0.0)
     token = governance.service.credentials.mint("k-closed", "alice")
     client = GovernanceClient(ServiceConfig(url=api_base, token=token), stream=True)
-    try:
-        await client.send_audit([{"event_type": "cell.start"}])
-        governance.service.credentials.revoke("k-closed")
-        with pytest.raises(GovernanceUnavailable, match="revoked"):
-            await client.send_audit([{"event_type": "cell.start"}])
-        with pytest.raises(GovernanceUnavailable):  # and stays refused (HTTP says the same)
-            await client.send_audit([{"event_type": "cell.start"}])
-    finally:
-        await client.aclose()
+
+    async def send() -> dict[str, Any]:
+        return await client.send_audit([{"event_type": "cell.start"}])
+
+    await as_a_kernel(send())
+    governance.service.credentials.revoke("k-closed")
+    with pytest.raises(GovernanceUnavailable, match="revoked"):
+        await as_a_kernel(send())
+    with pytest.raises(GovernanceUnavailable):  # and stays refused (HTTP says the same)
+        await as_a_kernel(send())
+    await as_a_kernel(client.aclose())
     forged = GovernanceClient(ServiceConfig(url=api_base, token="forged"), stream=True)
-    try:
-        with pytest.raises(GovernanceUnavailable, match="403"):
-            await forged.send_audit([{"event_type": "cell.start"}])
-    finally:
-        await forged.aclose()
+    with pytest.raises(GovernanceUnavailable, match="403"):
+        await as_a_kernel(forged.send_audit([{"event_type": "cell.start"}]))
+    await as_a_kernel(forged.aclose())
     assert len(stored_cells(governance, "k-closed")) == 1
 
 
@@ -221,15 +244,78 @@ async def test_the_kernel_client_reconnects_after_the_connection_dropped(
 ) -> None:
     token = governance.service.credentials.mint("k-drop", "alice")
     client = GovernanceClient(ServiceConfig(url=api_base, token=token), stream=True)
-    try:
-        await client.send_audit([{"event_type": "cell.start", "cell_id": "c1"}])
-        assert client.stream is not None and client.stream._connection is not None
-        dropped = client.stream._connection
-        dropped.stream.close()  # the network (or a server restart) drops the socket under the client
-        answer = await client.send_audit([{"event_type": "cell.start", "cell_id": "c2"}])
-        assert client.stream._connection is not None and client.stream._connection is not dropped
-        assert client._client is None, "reconnected on the stream, not over HTTP"
-    finally:
-        await client.aclose()
+
+    async def scenario() -> dict[str, Any]:
+        try:
+            await client.send_audit([{"event_type": "cell.start", "cell_id": "c1"}])
+            assert client.stream is not None and client.stream._connection is not None
+            dropped = client.stream._connection
+            dropped.socket.shutdown(socket.SHUT_RDWR)  # the network (or a server restart) drops it
+            answer = await client.send_audit([{"event_type": "cell.start", "cell_id": "c2"}])
+            assert client.stream._connection is not None and client.stream._connection is not dropped
+            assert client._client is None, "reconnected on the stream, not over HTTP"
+            return answer
+        finally:
+            await client.aclose()
+
+    answer = await as_a_kernel(scenario())
     assert answer["status"] == 201
     assert [b["resource"]["cell_id"] for b in stored_cells(governance, "k-drop")] == ["c1", "c2"]
+
+
+async def test_a_hung_service_times_out_and_the_record_is_not_delivered() -> None:
+    """A service that accepts the connection but never answers: the exchange gives up after the
+    timeout (the kernel's loop is held at most that long) and the cell would not run."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    stream = audit_stream.AuditStream(f"http://127.0.0.1:{port}/api/", "token x", timeout=0.5)
+
+    def accept_and_upgrade() -> None:
+        peer, _ = listener.accept()
+        request = peer.recv(65536)
+        key = next(line.split(b":", 1)[1].strip() for line in request.split(b"\r\n")
+                   if line.lower().startswith(b"sec-websocket-key"))  # fmt: skip
+        accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+        peer.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")  # fmt: skip
+        peer.recv(65536)  # the record arrives; no answer ever comes
+        time.sleep(1.0)
+        peer.close()
+
+    server = threading.Thread(target=accept_and_upgrade, daemon=True)
+    server.start()
+    started = time.monotonic()
+    with pytest.raises(GovernanceUnavailable, match="did not acknowledge"):
+        await as_a_kernel(stream.send([{"event_type": "cell.start"}]))
+    assert time.monotonic() - started < 5
+    server.join(timeout=5)
+    listener.close()
+
+
+async def test_server_pings_do_not_end_an_idle_kernel_stream(
+    api_base: str, governance: Any, jp_serverapp: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel reads its stream only during an exchange, so it cannot answer pings: with
+    ``websocket_ping_interval`` set for the server, the stream must not be pinged (and closed)."""
+    monkeypatch.setitem(jp_serverapp.web_app.settings, "websocket_ping_interval", 0.05)
+    monkeypatch.setitem(jp_serverapp.web_app.settings, "websocket_ping_timeout", 0.05)
+    token = governance.service.credentials.mint("k-idle", "alice")
+    client = GovernanceClient(ServiceConfig(url=api_base, token=token), stream=True)
+
+    async def first() -> Any:
+        await client.send_audit([{"event_type": "cell.start", "cell_id": "c1"}])
+        assert client.stream is not None
+        return client.stream._connection
+
+    async def second() -> Any:
+        try:
+            await client.send_audit([{"event_type": "cell.start", "cell_id": "c2"}])
+            assert client.stream is not None
+            return client.stream._connection
+        finally:
+            await client.aclose()
+
+    opened = await as_a_kernel(first())
+    await asyncio.sleep(0.4)  # idle: several ping intervals and timeouts
+    assert await as_a_kernel(second()) is opened, "the idle stream was closed and had to reconnect"
+    assert [b["resource"]["cell_id"] for b in stored_cells(governance, "k-idle")] == ["c1", "c2"]

@@ -202,7 +202,9 @@ def test_output_is_capped_and_hashed_in_full(store: Store, audit_paths: AuditPat
         {"kernel_id": "k" * 65},
         {"masking": {"pan": "two"}},
         {"details": {"x": float("nan")}},
+        {"details": {"x": [float("-inf")]}},
         {"details": {"x": object()}},
+        {"code": "s = '\ud800'"},  # a lone surrogate cannot be stored as UTF-8
     ],
 )
 def test_malformed_events_are_refused_and_nothing_is_written(audit: AuditLog, bad: dict[str, object]) -> None:

@@ -64,6 +64,13 @@ class KernelAuditStreamHandler(WebSocketHandler, KernelHandler):
     def max_message_size(self) -> int:
         return MAX_BODY
 
+    @property
+    def ping_interval(self) -> float | None:
+        """No pings, whatever ``websocket_ping_interval`` says: the kernel reads its stream only during
+        an exchange (a blocking client), so it could not answer them; a kernel that goes away closes
+        its socket with its process, and its credential is revoked."""
+        return None
+
     def open(self, *args: Any, **kwargs: Any) -> None:
         self.set_nodelay(True)  # one small answer per message: never wait for Nagle's algorithm
         self._checked_at = time.monotonic()  # prepare() has just resolved the credential
