@@ -53,6 +53,15 @@ class AuditBuffer:
             self.path.unlink(missing_ok=True)
         self._known = []
 
+    def forget_first(self, count: int) -> None:
+        """Forget the ``count`` oldest records (delivered); the rest stay, on disk too."""
+        known = self.pending()
+        if count >= len(known):
+            self.clear()
+            return
+        self.clear()
+        self.append(known[count:], durable=False)
+
     def close(self) -> None:
         """Close the file; remove it when it holds nothing (else the next kernel sends its records)."""
         if self._handle is not None:

@@ -23,6 +23,7 @@ import json
 import socket
 import ssl
 import time
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -87,9 +88,11 @@ class StreamConnection:
             sock.close()
             raise
 
-    def exchange(self, text: str) -> str:
-        """Send one text message and return the next text message (raises StreamClosed, OSError)."""
+    def send_text(self, text: str) -> None:
         self._send(TextMessage(data=text))
+
+    def receive_text(self) -> str:
+        """The next text message (raises StreamClosed, OSError, TimeoutError)."""
         parts: list[str] = []
         size = 0
         while True:
@@ -141,8 +144,26 @@ class StreamConnection:
         self.socket.sendall(self.protocol.send(event))
 
 
+@dataclass
+class PendingBatch:
+    """A batch put on the stream whose answer has not been read yet (:meth:`AuditStream.start`)."""
+
+    records: list[dict[str, Any]]
+    message_id: int
+    connection: StreamConnection | None
+    """None when the write found the connection closed: :meth:`AuditStream.finish` sends it again."""
+
+
+class StreamUnusable(Exception):
+    """No stream connection could be made (the caller may use HTTP)."""
+
+
 class AuditStream:
-    """One WebSocket to the service; batches go out one at a time, each waits for its answer."""
+    """One WebSocket to the service; batches go out one at a time, each waits for its answer.
+
+    :meth:`send` does both halves; :meth:`start` and :meth:`finish` split them, so the kernel can
+    prepare a cell while its start record travels (the cell's code runs only after :meth:`finish`).
+    """
 
     def __init__(self, base_url: str, auth_header: str, *, timeout: float = 10.0) -> None:
         scheme, _, rest = base_url.partition("://")
@@ -158,14 +179,40 @@ class AuditStream:
 
         A coroutine for its callers, but it does not yield: the exchange blocks (see the module).
         """
-        for attempt in (1, 2):
+        pending = self.start(records)
+        if pending is None:
+            return None
+        try:
+            return self.finish(pending)
+        except StreamUnusable:
+            return None
+
+    def start(self, records: list[dict[str, Any]]) -> PendingBatch | None:
+        """Write ``records`` to the stream and return at once; None when the stream is unusable."""
+        connection = self._connect()
+        if connection is None:
+            return None
+        self._next_id += 1
+        pending = PendingBatch(records, self._next_id, connection)
+        if not self._write(connection, pending):
+            pending.connection = None
+        return pending
+
+    def finish(self, pending: PendingBatch) -> dict[str, Any]:
+        """Block until the answer for ``pending`` (one more try on a new connection if the first one
+        turned out closed). Raises GovernanceUnavailable, ApprovalRefused, or StreamUnusable."""
+        answer = self._read(pending, last_try=False) if pending.connection is not None else None
+        if answer is None:
             connection = self._connect()
             if connection is None:
-                return None
-            answer = self._exchange(connection, records, last_try=attempt == 2)
-            if answer is not None:
-                return _checked(answer)
-        return None  # pragma: no cover - the second attempt answers or raises
+                raise StreamUnusable()
+            self._next_id += 1
+            pending = PendingBatch(pending.records, self._next_id, connection)
+            if not self._write(connection, pending):
+                raise GovernanceUnavailable("the governance service closed the audit stream")
+            answer = self._read(pending, last_try=True)
+            assert answer is not None  # the last try answers or raises
+        return _checked(answer)
 
     async def close(self) -> None:
         if self._connection is not None:
@@ -194,14 +241,24 @@ class AuditStream:
             raise GovernanceUnavailable("interrupted while connecting to the governance service") from None
         return self._connection
 
-    def _exchange(
-        self, connection: StreamConnection, records: list[dict[str, Any]], *, last_try: bool
-    ) -> dict[str, Any] | None:
-        """Send one batch and read its answer; None when the connection turned out to be closed."""
-        self._next_id += 1
-        message_id = self._next_id
+    def _write(self, connection: StreamConnection, pending: PendingBatch) -> bool:
+        """Put the batch on the wire; False when the connection turned out to be closed."""
         try:
-            raw = connection.exchange(json.dumps({"id": message_id, "records": records}))
+            connection.send_text(json.dumps({"id": pending.message_id, "records": pending.records}))
+        except KeyboardInterrupt:
+            self._drop(connection)
+            raise GovernanceUnavailable("interrupted while delivering the audit record") from None
+        except (StreamClosed, OSError, LocalProtocolError):
+            self._drop(connection)
+            return False
+        return True
+
+    def _read(self, pending: PendingBatch, *, last_try: bool) -> dict[str, Any] | None:
+        """The answer to ``pending``; None when the connection turned out to be closed."""
+        connection = pending.connection
+        assert connection is not None
+        try:
+            raw = connection.receive_text()
         except TimeoutError:
             self._drop(connection)
             raise GovernanceUnavailable(
@@ -223,7 +280,7 @@ class AuditStream:
             answer = json.loads(raw)
         except ValueError:
             answer = None
-        if not isinstance(answer, dict) or answer.get("id") != message_id:
+        if not isinstance(answer, dict) or answer.get("id") != pending.message_id:
             self._drop(connection)
             raise GovernanceUnavailable("the governance service answered the audit stream out of protocol")
         return answer

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from governed_kernel.audit_stream import AuditStream
+from governed_kernel.audit_stream import AuditStream, PendingBatch, StreamUnusable
 from governed_kernel.client_errors import SETUP_HINT, ApprovalRefused, GovernanceUnavailable
 
 if TYPE_CHECKING:
@@ -90,6 +90,21 @@ class GovernanceClient:
             if answer is not None:
                 return answer
         return await self._call("POST", "kernel/audit", json={"records": records})
+
+    def start_audit(self, records: list[dict[str, Any]]) -> PendingBatch | None:
+        """Put ``records`` on the audit stream without waiting for the answer; None when the stream
+        cannot be used now (then :meth:`send_audit` goes over HTTP)."""
+        return self.stream.start(records) if self.stream is not None else None
+
+    def finish_audit(self, pending: PendingBatch) -> dict[str, Any]:
+        """Block until the service answered ``pending`` (raises like :meth:`send_audit`)."""
+        assert self.stream is not None
+        try:
+            return self.stream.finish(pending)
+        except StreamUnusable:
+            raise GovernanceUnavailable(
+                "the audit stream closed and could not be opened again; run the cell again"
+            ) from None
 
     async def aclose(self) -> None:
         if self.stream is not None:

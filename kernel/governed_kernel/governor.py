@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from governed_kernel.audit_buffer import AuditBuffer
+from governed_kernel.audit_stream import PendingBatch
 from governed_kernel.client import (
     SETUP_HINT,
     ApprovalRefused,
@@ -41,6 +42,7 @@ from governed_kernel.policy import (
     load_policy,
 )
 from governed_kernel.resources import default_policy_path
+from governed_kernel.start_gate import UNDELIVERED, AuditUnavailable, PendingStart, StartGate
 from governed_kernel.status import ApprovalStatus
 
 CLAIMED_USER_ENV = "GOVERNED_USER"
@@ -116,6 +118,7 @@ class Governor:
         self.guard = RuntimeGuard(self.policy, on_violation=self.violations.append) if self.policy else None
         config = ServiceConfig.from_environment(env)
         self.client: GovernanceClient | None = GovernanceClient(config) if config else None
+        self.start_gate = StartGate(self._guard_suspended)
         if config is None and self.setup_error is None:
             self.setup_error = (
                 f"this kernel is not connected to a governance service, so no cell can run. {SETUP_HINT}"
@@ -127,6 +130,8 @@ class Governor:
         self.escalated: dict[str, Violation] = {}
         self._flush_timer: asyncio.TimerHandle | None = None
         self._send_lock = asyncio.Lock()
+        self._outstanding: tuple[PendingBatch, int] | None = None
+        """End records on the stream whose answer is not read yet, and how many."""
         self._background: set[asyncio.Future[None]] = set()
         self._last_masked_code: tuple[str | None, str] = (None, "")
         timeout = env.get(APPROVAL_TIMEOUT_ENV)
@@ -156,10 +161,10 @@ class Governor:
             if action == "approve":
                 await self._send([])  # earlier cells' end records first, then the request
                 approval = await self._obtain_approval(cell, decision)
-            await self._deliver_start(cell, decision, approval)
+            pending = await self._deliver_start(cell, decision, approval)
         except CellBlocked as blocked:
             return self._blocked(cell, blocked)
-        return await self._run(cell, decision, approval, run)
+        return await self._run(cell, decision, approval, run, pending)
 
     def _classify(self, cell: Cell) -> Decision:
         assert self.classifier is not None
@@ -186,6 +191,7 @@ class Governor:
         decision: Decision | None,
         approval: Approval | None,
         run: Callable[[], Awaitable[dict[str, Any]]],
+        pending: PendingStart | None,
     ) -> dict[str, Any]:
         ledger = getattr(getattr(self.kernel, "session", None), "ledger", None)
         parent_id = _parent_msg_id(self.kernel)
@@ -194,19 +200,37 @@ class Governor:
         self.violations.clear()
         started = time.monotonic()
         reply: dict[str, Any] = {}
+        undelivered: str | None = None
         try:
+            if pending is not None:
+                self.start_gate.install(self.kernel.shell)
+                self.start_gate.pending = pending  # answered just before the cell's code runs
             with self._guarded(approval is None):
                 reply = await run()
         finally:
+            self.start_gate.pending = None
+            if pending is not None:
+                reached = pending.done
+                try:
+                    pending.finish()  # IPython never got to the gate (empty cell, syntax error): now
+                except AuditUnavailable as error:
+                    undelivered = str(error)
+                    if not reached:
+                        count = reply.get("execution_count")
+                        reply = self._error_reply(cell, "AuditUnavailable", undelivered, count)
             duration = time.monotonic() - started
             outputs = ledger.finish(parent_id) if ledger is not None and parent_id else None
             violations = list(self.violations)
-            if violations and any(v.enforced for v in violations):
-                self.escalated[cell.cell_hash] = violations[0]
-            await self._deliver_end(cell, decision, approval, reply, duration, outputs, violations)
-        if any(v.enforced for v in violations):
+            if undelivered is None:  # no start record, no end record: the cell did not run
+                if violations and any(v.enforced for v in violations):
+                    self.escalated[cell.cell_hash] = violations[0]
+                await self._deliver_end(cell, decision, approval, reply, duration, outputs, violations)
+        if undelivered is None and any(v.enforced for v in violations):
             self._hint_after_violation(violations[0])
         return reply
+
+    def _guard_suspended(self) -> contextlib.AbstractContextManager[Any]:
+        return self.guard.suspended() if self.guard is not None else contextlib.nullcontext()
 
     @contextlib.contextmanager
     def _guarded(self, active: bool) -> Iterator[None]:
@@ -354,11 +378,18 @@ class Governor:
         record["details"] = self._mask_data(record["details"])
         return record
 
-    async def _deliver_start(self, cell: Cell, decision: Decision, approval: Approval | None) -> None:
+    async def _deliver_start(
+        self, cell: Cell, decision: Decision, approval: Approval | None
+    ) -> PendingStart | None:
+        """Send the start record. On the audit stream its answer is read later, just before the
+        cell's code runs (:mod:`governed_kernel.start_gate`); over HTTP it is delivered now (None)."""
         record = self._record("cell.start", cell, decision, approval=approval)
         if decision.mode == "observe" and decision.action != "allow":
             record["details"]["observe_would_have"] = decision.action
-        await self._send([record])
+        if getattr(getattr(self.kernel, "shell", None), "ast_transformers", None) is None:
+            await self._send([record])
+            return None
+        return await self._start([record])
 
     async def _deliver_end(
         self,
@@ -410,26 +441,88 @@ class Governor:
         self._flush_timer = loop.call_later(END_RECORD_DELAY_S, flush)
 
     async def _flush_quietly(self) -> None:
+        """Put the buffered end records on the stream right after the reply, without waiting: their
+        answer is read before the next batch (by then it is there) or at shutdown, so neither this
+        cell nor the next one waits for it. Without the stream they go over HTTP now."""
+        async with self._send_lock:
+            records = self.buffer.pending()
+            if self._outstanding is not None or not records or self.client is None:
+                return
+            try:
+                handle = self.client.start_audit(records) if len(records) <= 200 else None
+            except (GovernanceUnavailable, ApprovalRefused):
+                return  # they stay buffered; the next cell does not run without them
+            if handle is not None:
+                self._outstanding = (handle, len(records))
+                return
         with contextlib.suppress(CellBlocked):  # stays buffered; the next cell will not run without it
             await self._send([])
+
+    def _settle(self) -> None:
+        """Read the answer for the end records put on the stream after the last cell (the send lock
+        is held); delivered records leave the buffer, the others go again with the next batch."""
+        outstanding, self._outstanding = self._outstanding, None
+        if outstanding is None or self.client is None:
+            return
+        handle, count = outstanding
+        try:
+            self.client.finish_audit(handle)
+        except (GovernanceUnavailable, ApprovalRefused):
+            return
+        self.buffer.forget_first(count)
+
+    async def _start(self, records: list[dict[str, Any]]) -> PendingStart | None:
+        """Put the buffered records and ``records`` on the audit stream without waiting for the
+        answer; None when they were delivered now instead (no stream: HTTP). The send lock is held
+        until the answer is read, so the delayed flush cannot send the buffer a second time."""
+        assert self.client is not None
+        self._cancel_flush()
+        await self._send_lock.acquire()
+        try:
+            self._settle()
+        except BaseException:
+            self._send_lock.release()
+            raise
+        buffered = self.buffer.pending()
+        batch = buffered + records
+        try:
+            handle = self.client.start_audit(batch) if len(batch) <= 200 else None
+        except (GovernanceUnavailable, ApprovalRefused) as error:
+            self._send_lock.release()
+            raise CellBlocked("AuditUnavailable", f"{UNDELIVERED}: {error}") from None
+        except BaseException:
+            self._send_lock.release()
+            raise
+        if handle is None:
+            self._send_lock.release()
+            await self._send(records)
+            return None
+
+        def answered(delivered: bool) -> None:
+            if delivered and buffered:
+                self.buffer.clear()
+            self._send_lock.release()
+
+        return PendingStart(self.client.finish_audit, handle, answered)
+
+    def _cancel_flush(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
 
     async def _send(self, records: list[dict[str, Any]]) -> None:
         """Deliver buffered records, then ``records``, in order; raise :class:`CellBlocked` if not."""
         assert self.client is not None
-        if self._flush_timer is not None:
-            self._flush_timer.cancel()
-            self._flush_timer = None
+        self._cancel_flush()
         async with self._send_lock:  # the delayed flush and a new cell must not send the buffer twice
+            self._settle()
             pending = self.buffer.pending()
             batch = pending + records
             try:
                 for start in range(0, len(batch), 200):
                     await self.client.send_audit(batch[start : start + 200])
             except (GovernanceUnavailable, ApprovalRefused) as error:
-                raise CellBlocked(
-                    "AuditUnavailable",
-                    f"the audit record could not be delivered, so the cell was not run: {error}",
-                ) from None
+                raise CellBlocked("AuditUnavailable", f"{UNDELIVERED}: {error}") from None
             if pending:
                 self.buffer.clear()
 
@@ -437,20 +530,23 @@ class Governor:
 
     def _blocked(self, cell: Cell, blocked: CellBlocked) -> dict[str, Any]:
         """An error reply (status ``error``, so Run All and nbclient stop) and the matching iopub error."""
-        kernel = self.kernel
-        shell = getattr(kernel, "shell", None)
+        shell = getattr(self.kernel, "shell", None)
         if shell is not None and cell.store_history:
             shell.execution_count += 1  # a refused cell still takes its number
-        evalue = self._mask(blocked.evalue)
+        count = shell.execution_count - 1 if shell is not None else 0
+        return self._error_reply(cell, blocked.ename, blocked.evalue, count)
+
+    def _error_reply(self, cell: Cell, ename: str, evalue: str, count: Any) -> dict[str, Any]:
+        kernel = self.kernel
+        evalue = self._mask(evalue)
         content = {
-            "ename": blocked.ename,
+            "ename": ename,
             "evalue": evalue,
-            "traceback": [f"\x1b[0;31m{blocked.ename}\x1b[0m: {line}" if i == 0 else line
+            "traceback": [f"\x1b[0;31m{ename}\x1b[0m: {line}" if i == 0 else line
                           for i, line in enumerate(evalue.splitlines() or [""])],
         }  # fmt: skip
         if not cell.silent and hasattr(kernel, "send_response"):
             kernel.send_response(kernel.iopub_socket, "error", content)
-        count = shell.execution_count - 1 if shell is not None else 0
         return {"status": "error", "execution_count": count, **content}
 
     def _denied_message(self, decision: Decision) -> str:

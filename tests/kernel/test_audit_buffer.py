@@ -50,3 +50,13 @@ def test_the_file_stays_the_durable_copy(tmp_path: Path) -> None:
     buffer.append([{"event_type": "cell.end", "n": 1}, {"event_type": "cell.end", "n": 2}])
     lines = buffer.path.read_text().splitlines()
     assert [json.loads(line)["n"] for line in lines] == [1, 2]
+
+
+def test_delivered_records_leave_the_front_of_the_buffer(tmp_path: Path) -> None:
+    buffer = AuditBuffer(tmp_path / "buffer.jsonl")
+    buffer.append([{"n": 1}, {"n": 2}, {"n": 3}], durable=False)
+    buffer.forget_first(2)
+    assert [r["n"] for r in buffer.pending()] == [3]
+    assert [r["n"] for r in AuditBuffer(buffer.path).pending()] == [3], "the file says the same"
+    buffer.forget_first(5)
+    assert buffer.pending() == [] and buffer.path.read_text() == ""

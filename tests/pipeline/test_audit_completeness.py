@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
+from governance_service import GovernanceService, write_test_policy  # type: ignore[import-not-found]
 from pipeline_helpers import GovernedKernel, cell_records, unique  # type: ignore[import-not-found]
 
 
@@ -43,3 +45,43 @@ def test_a_kernel_killed_mid_cell_leaves_its_start_record(governance_service: An
         kernel.manager.cleanup_resources()
     records = cell_records(governance_service, marker)
     assert [r["event_type"] for r in records] == ["cell.start"]
+
+
+def test_cells_without_code_to_run_still_get_both_records(governance_service: Any) -> None:
+    """The start record's answer is read just before the cell's code runs; a cell IPython never
+    gets that far with (empty, a syntax error) still has its start and end records."""
+    kernel = GovernedKernel(governance_service.kernel_env("alice"))
+    syntax, empty = unique("syntax-"), unique("empty-")
+    try:
+        assert kernel.execute(f"# {syntax}\ndef broken(:\n").reply["ename"] == "SyntaxError"
+        assert kernel.execute(f"# {empty}\n").status == "ok"
+        assert kernel.execute("1 + 1").status == "ok"
+    finally:
+        kernel.shutdown()
+    for marker in (syntax, empty):
+        records = cell_records(governance_service, marker, until=2)
+        assert [r["event_type"] for r in records] == ["cell.start", "cell.end"], marker
+
+
+def test_service_lost_between_cells_stops_the_next_cell_before_its_code(tmp_path: Path) -> None:
+    """The stream is open and the start record already written when the service turns out to be
+    gone: the cell must still not run (its code waits for the answer), and say why."""
+    policy = write_test_policy(tmp_path / "policy.yaml")
+    service = GovernanceService(root=tmp_path, policy_path=policy).start()
+    kernel = GovernedKernel(service.kernel_env("alice"))
+    marker = tmp_path / "ran"
+    try:
+        first = kernel.execute("x = 1")
+        assert first.status == "ok"
+        service.stop()
+        for code in (f"open({str(marker)!r}, 'w').write('x')", "# nothing to run\n"):
+            result = kernel.execute(code)
+            assert result.status == "error", result.reply
+            assert result.reply["ename"] in ("AuditUnavailable", "GovernanceUnavailable"), result.reply
+            assert "not run" in result.reply["evalue"] or "cannot be reached" in result.reply["evalue"]
+        assert not marker.exists(), "the cell's code ran without its start record"
+        counts = kernel.execute("1").reply
+        assert counts["status"] == "error"
+    finally:
+        kernel.client.stop_channels()
+        kernel.manager.shutdown_kernel(now=True)
