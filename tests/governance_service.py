@@ -109,10 +109,18 @@ class GovernanceService:
         }
 
     def pending(self) -> list[dict[str, Any]]:
-        requests: list[dict[str, Any]] = (
-            self.as_user("bob").get("approvals", params={"status": "pending"}).json()["requests"]
-        )
+        params: dict[str, str | int] = {"status": "pending", "limit": 1000}  # the default page is 200
+        response = self.as_user("bob").get("approvals", params=params)
+        requests: list[dict[str, Any]] = response.json()["requests"]
         return requests
+
+    def request(self, request_id: str) -> dict[str, Any]:
+        """One approval request as an approver sees it (the pending list is capped at 200, oldest
+        first: a session-long service accumulates requests that tests left pending)."""
+        response = self.as_user("bob").get(f"approvals/{request_id}")
+        response.raise_for_status()
+        body: dict[str, Any] = response.json()
+        return body
 
     def decide(self, request_id: str, decision: str, reason: str, approver: str = "bob") -> dict[str, Any]:
         response = self.as_user(approver).post(

@@ -114,7 +114,8 @@ def when_waiting(
             html = msg["content"].get("data", {}).get("text/html", "") if "data" in msg["content"] else ""
             if 'data-state="waiting"' in html:
                 request_id = html.split('data-request-id="', 1)[1].split('"', 1)[0]
-                request = next(r for r in service.pending() if r["id"] == request_id)
+                request = service.request(request_id)
+                assert request["status"] == "pending", request
                 done.set()
                 act(request)
                 return
