@@ -1,8 +1,9 @@
 """The start record's gate: a cell's code runs only once the service has its start record.
 
 The record is written to the audit stream before IPython prepares the cell, and its answer is read
-at the last moment before the cell's own code runs: in IPython's AST transformation, after the cell
-was transformed (magics, ``!`` escapes), stored in history, compiled and parsed. The round trip to
+at the last moment before the cell's own code runs: when IPython applies its AST transformations
+(``shell.transform_ast``), after the cell was transformed (magics, ``!`` escapes), stored in history,
+compiled and parsed. The round trip to
 the service overlaps that preparation instead of adding to it.
 
 When the answer says the record was not stored (service down, refused, interrupted), the
@@ -63,24 +64,33 @@ class PendingStart:
             raise AuditUnavailable(self.failure)
 
 
-class StartGate(ast.NodeTransformer):
-    """Registered first in ``shell.ast_transformers``; holds the running cell's pending start."""
+class StartGate:
+    """Wraps the shell's ``transform_ast`` (an instance attribute over IPython's method); holds the
+    running cell's pending start.
+
+    Wrapping the method, rather than joining ``shell.ast_transformers``, keeps the gate out of
+    IPython's transformer loop: there a transformer that raises is dropped while the list is being
+    iterated, which would skip the next one. ``%time`` and ``%timeit`` also call ``transform_ast``;
+    by then the cell's start is answered and the gate does nothing.
+    """
 
     def __init__(self, suspended_guard: Callable[[], Any]) -> None:
         self.pending: PendingStart | None = None
         self._suspended_guard = suspended_guard
 
-    def visit(self, node: ast.AST) -> ast.AST:
-        pending, self.pending = self.pending, None
-        if pending is not None:
-            with self._suspended_guard():  # the kernel's own socket work, not the cell's
-                pending.finish()
-        return node
+    def pass_through(self, original: Callable[[ast.AST], ast.AST]) -> Callable[[ast.AST], ast.AST]:
+        def transform_ast(node: ast.AST) -> ast.AST:
+            pending, self.pending = self.pending, None
+            if pending is not None:
+                with self._suspended_guard():  # the kernel's own socket work, not the cell's
+                    pending.finish()  # raises AuditUnavailable: the cell is refused
+            return original(node)
+
+        transform_ast.governed_gate = self  # type: ignore[attr-defined]
+        return transform_ast
 
     def install(self, shell: Any) -> None:
-        """(Re)register first: IPython drops a transformer that raised, and code may reorder them."""
-        transformers = shell.ast_transformers
-        if not transformers or transformers[0] is not self:
-            if self in transformers:
-                transformers.remove(self)
-            transformers.insert(0, self)
+        """(Re)install on ``shell``; checked before every cell."""
+        current = shell.transform_ast
+        if getattr(current, "governed_gate", None) is not self:
+            shell.transform_ast = self.pass_through(current)

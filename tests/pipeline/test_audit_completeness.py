@@ -71,8 +71,14 @@ def test_service_lost_between_cells_stops_the_next_cell_before_its_code(tmp_path
     kernel = GovernedKernel(service.kernel_env("alice"))
     marker = tmp_path / "ran"
     try:
-        first = kernel.execute("x = 1")
-        assert first.status == "ok"
+        # A broken AST transformer of some extension, registered first: IPython drops it when it
+        # raises, which must not make the start record's gate skip its turn.
+        first = kernel.execute(
+            "import ast\nclass Broken(ast.NodeTransformer):\n    def visit(self, node):\n"
+            "        raise ValueError('broken extension')\n"
+            "get_ipython().ast_transformers.insert(0, Broken())\nx = 1"
+        )
+        assert first.status == "ok", first.reply
         service.stop()
         for code in (f"open({str(marker)!r}, 'w').write('x')", "# nothing to run\n"):
             result = kernel.execute(code)
