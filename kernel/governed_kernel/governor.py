@@ -386,7 +386,7 @@ class Governor:
         record = self._record("cell.start", cell, decision, approval=approval)
         if decision.mode == "observe" and decision.action != "allow":
             record["details"]["observe_would_have"] = decision.action
-        if getattr(getattr(self.kernel, "shell", None), "ast_transformers", None) is None:
+        if getattr(getattr(self.kernel, "shell", None), "transform_ast", None) is None:  # no gate to hold it
             await self._send([record])
             return None
         return await self._start([record])
