@@ -68,6 +68,9 @@ def same_everywhere(text: str, maskers: list[Masker] = MASKERS) -> list[Finding]
     return native
 
 
+FULL_WIDTH = str.maketrans("0123456789", "".join(chr(0xFF10 + d) for d in range(10)))
+ARABIC = str.maketrans("0123456789", "".join(chr(0x0660 + d) for d in range(10)))
+MATH_BOLD = str.maketrans("0123456789", "".join(chr(0x1D7CE + d) for d in range(10)))
 WIDE = [
     "\u00e9",
     "\u20ac",
@@ -79,6 +82,8 @@ WIDE = [
     "\u2007",
     "\u2013",
     "\u2002",
+    "\uff14",
+    "\U0001d7cf",
 ]
 PIECES = st.one_of(
     st.text(
@@ -96,6 +101,12 @@ PIECES = st.one_of(
         lambda pan: "&#x0000000a0;".join(pan[i : i + 4] for i in range(0, len(pan), 4))
     ),
     st.sampled_from(PANS).map(lambda pan: "&#0008201;".join(pan[i : i + 4] for i in range(0, len(pan), 4))),
+    st.sampled_from(PANS).map(lambda pan: "&#32;".join(pan[i : i + 4] for i in range(0, len(pan), 4))),
+    st.sampled_from(PANS).map(lambda pan: pan.translate(FULL_WIDTH)),
+    st.sampled_from(PANS).map(
+        lambda pan: " ".join(pan[i : i + 4] for i in range(0, len(pan), 4)).translate(ARABIC)
+    ),
+    st.sampled_from(PANS).map(lambda pan: pan[:8] + pan[8:].translate(MATH_BOLD)),
     st.sampled_from(PANS).map(lambda pan: f"%B{pan}^DOE/J\u20ac^2512101000000?"),
     st.sampled_from(PANS).map(lambda pan: f";{pan}=25121010000?"),
     st.sampled_from(PANS).map(lambda pan: f"{pan}=2512101"),

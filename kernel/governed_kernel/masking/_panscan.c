@@ -35,7 +35,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define ABI_VERSION 1
+#define ABI_VERSION 2
 #define MIN_PAN 12
 #define MAX_PAN 19
 #define SLOTS 10000
@@ -48,6 +48,8 @@
 /* -- character classes ------------------------------------------------------------------------ */
 
 static inline int is_digit(Py_UCS4 c) { return c >= '0' && c <= '9'; }
+/* Any Unicode decimal digit (full-width, Arabic-Indic...): the scanner reads them as digits (digits.py). */
+static inline int is_any_digit(Py_UCS4 c) { return c < 128 ? is_digit(c) : Py_UNICODE_ISDECIMAL(c); }
 
 /* Stage-1 separator class ("s"): Latin-1 separators, '?', and every character above U+00FF
  * (``text.encode("latin-1", "replace")`` turns those into '?'). Entities are handled apart. */
@@ -620,7 +622,6 @@ static PyObject *panscan_mask(PyObject *module, PyObject *const *args, Py_ssize_
     Py_ssize_t n = PyUnicode_GET_LENGTH(text), count = PyList_GET_SIZE(findings);
     /* Check everything first: sorted, disjoint, inside the text, the right types. */
     Py_ssize_t previous = 0;
-    int tracks = 0;
     for (Py_ssize_t k = 0; k < count; k++) {
         PyObject *f = PyList_GET_ITEM(findings, k);
         if (!PyTuple_Check(f) || PyTuple_GET_SIZE(f) != 5)
@@ -634,11 +635,8 @@ static PyObject *panscan_mask(PyObject *module, PyObject *const *args, Py_ssize_
         PyObject *kind = PyTuple_GET_ITEM(f, 2), *pan = PyTuple_GET_ITEM(f, 4);
         if (start < previous || end < start || end > n || !PyUnicode_Check(kind) || !PyUnicode_Check(pan))
             Py_RETURN_NONE;
-        if (PyUnicode_Compare(kind, PAN_KIND) != 0) {
-            if (PyErr_Occurred())
-                return NULL;
-            tracks = 1;
-        }
+        if (PyUnicode_Compare(kind, PAN_KIND) != 0 && PyErr_Occurred())
+            return NULL;
         previous = end;
     }
     Py_UCS4 text_max = PyUnicode_MAX_CHAR_VALUE(text);
@@ -651,7 +649,7 @@ static PyObject *panscan_mask(PyObject *module, PyObject *const *args, Py_ssize_
     }
     int okind = PyUnicode_KIND(out);
     void *odata = PyUnicode_DATA(out);
-    int wrote = 0;
+    int wrote = 0, lowered = 0; /* lowered: a character wider than the mask character was overwritten */
     PyObject *counts = PyDict_New(), *near = PyList_New(0);
     if (counts == NULL || near == NULL)
         goto error;
@@ -667,17 +665,26 @@ static PyObject *panscan_mask(PyObject *module, PyObject *const *args, Py_ssize_
             Py_ssize_t keep_from = length - trail, index = 0;
             for (Py_ssize_t i = start; i < end; i++) {
                 Py_UCS4 c = PyUnicode_READ(okind, odata, i);
-                if (c >= '0' && c <= '9') {
+                if (c == '&') { /* an entity separator (&#32;): its digits are not the card's */
+                    while (i + 1 < end && PyUnicode_READ(okind, odata, i) != ';')
+                        i++;
+                    continue;
+                }
+                if (is_any_digit(c)) {
                     if (index >= lead && index < keep_from) {
                         PyUnicode_WRITE(okind, odata, i, mc);
                         wrote = 1;
+                        lowered |= c > 127 && c > mc;
                     }
                     index++;
                 }
             }
         } else {
-            for (Py_ssize_t i = start; i < end; i++)
+            for (Py_ssize_t i = start; i < end; i++) {
+                Py_UCS4 c = PyUnicode_READ(okind, odata, i);
+                lowered |= c > 127 && c > mc;
                 PyUnicode_WRITE(okind, odata, i, mc);
+            }
             wrote |= end > start;
         }
         PyObject *key = PyTuple_Pack(2, kind, brand);
@@ -710,10 +717,10 @@ static PyObject *panscan_mask(PyObject *module, PyObject *const *args, Py_ssize_
         int hit = 0;
         Py_ssize_t stop = end + 20 < n ? end + 20 : n;
         for (Py_ssize_t i = end; i < stop && !hit; i++)
-            hit = is_digit(PyUnicode_READ(okind, odata, i));
+            hit = is_any_digit(PyUnicode_READ(okind, odata, i));
         if (mode == 2)
             for (Py_ssize_t i = start - 20 > 0 ? start - 20 : 0; i < start && !hit; i++)
-                hit = is_digit(PyUnicode_READ(okind, odata, i));
+                hit = is_any_digit(PyUnicode_READ(okind, odata, i));
         if (hit) {
             PyObject *index = PyLong_FromSsize_t(k);
             if (index == NULL || PyList_Append(near, index) < 0) {
@@ -724,8 +731,8 @@ static PyObject *panscan_mask(PyObject *module, PyObject *const *args, Py_ssize_
         }
     }
     /* Keep the str canonical: its kind must fit its widest character. Masking can lower that
-     * (a track held the only wide character) or never write the wider mask character. */
-    if ((tracks && text_max > 127) || (mc > text_max && !wrote)) {
+     * (a track or a wide digit held the only wide character) or never write the wider mask character. */
+    if (lowered || (mc > text_max && !wrote)) {
         PyObject *canonical = PyUnicode_FromKindAndData(okind, odata, n);
         if (canonical == NULL)
             goto error;
@@ -744,7 +751,33 @@ error:
     return NULL;
 }
 
+/* has_wide_digit(text): whether text holds a decimal digit outside ASCII (digits.py). A one-byte
+ * (Latin-1) string cannot: no character in U+0080..U+00FF is a decimal digit. The first such digits
+ * are at U+0660 (Arabic-Indic). */
+static PyObject *panscan_has_wide_digit(PyObject *module, PyObject *text)
+{
+    (void)module;
+    if (!PyUnicode_Check(text) || ready(text) < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "has_wide_digit(str)");
+        return NULL;
+    }
+    int kind = PyUnicode_KIND(text);
+    if (kind == PyUnicode_1BYTE_KIND)
+        Py_RETURN_FALSE;
+    const void *data = PyUnicode_DATA(text);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (c >= 0x660 && Py_UNICODE_ISDECIMAL(c))
+            Py_RETURN_TRUE;
+    }
+    Py_RETURN_FALSE;
+}
+
 static PyMethodDef methods[] = {
+    {"has_wide_digit", (PyCFunction)panscan_has_wide_digit, METH_O,
+     "has_wide_digit(text) -> whether text holds a non-ASCII decimal digit."},
     {"find", (PyCFunction)(void (*)(void))panscan_find, METH_FASTCALL,
      "find(text, tables, slow, table, finding_cls) -> list of findings (see module doc)."},
     {"mask", (PyCFunction)(void (*)(void))panscan_mask, METH_FASTCALL,

@@ -159,7 +159,7 @@ def _mask_labels(index: Any, masker: Masker, report: MaskReport, window: Window 
 
 
 _RULE_CACHE_SIZE = 4096
-_HAS_DIGIT = re.compile(r"[0-9]")
+_HAS_DIGIT = re.compile(r"\d")  # any decimal digit (``digits``)
 
 
 def _column_rule(label: Any, masker: Masker) -> str | None:

@@ -28,6 +28,7 @@ from types import ModuleType
 from typing import Any, NamedTuple
 
 from governed_kernel.masking.cards import MAX_PAN, MIN_PAN, BrandTable, luhn_valid
+from governed_kernel.masking.digits import ascii_digits, has_wide_digit
 
 SEPARATOR_CHARS = " \t.-\u00a0\u2007\u2009\u202f\u2002\u2003\u2010\u2011\u2012\u2013"
 """Characters that may separate digit groups inside one PAN (space, tab, dot, dashes, NBSP, thin...)."""
@@ -211,7 +212,7 @@ def prefilter_available() -> bool:
 # is not built (no compiler: the wheel is then pure Python), or when it was built from another
 # version of the C source (an in-place build left behind after an edit: run ``make native``).
 
-NATIVE_ABI = 1
+NATIVE_ABI = 2
 _NATIVE_SOURCE = Path(__file__).with_name("_panscan.c")
 
 
@@ -232,6 +233,7 @@ def _load_native() -> tuple[ModuleType | None, str]:
 
 
 _native, _native_status = _load_native()
+_has_wide_digit = has_wide_digit if _native is None else _native.has_wide_digit
 
 
 def native_status() -> str:
@@ -381,7 +383,9 @@ def find(text: str, table: BrandTable, prefilter: bool | None = None) -> list[Fi
     Uses the C accelerator (:mod:`governed_kernel.masking._panscan`) when it is built and enabled
     (see :func:`native_status`); it gives the same findings as the pure-Python path. ``prefilter``
     given (True or False) forces the pure-Python path, with (True) or without (False) the numpy
-    prefilter: tests compare the three."""
+    prefilter: tests compare the three. Non-ASCII decimal digits count as digits (``digits``)."""
+    if not text.isascii() and _has_wide_digit(text):
+        text = ascii_digits(text)
     if _native is not None and prefilter is None:
         return _native.find(text, table.native_tables(), _slow_run, table, Finding)  # type: ignore[no-any-return]
     found: list[Finding] = []

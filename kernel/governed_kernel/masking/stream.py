@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Callable
 
+from governed_kernel.masking.digits import has_wide_digit
 from governed_kernel.masking.report import MaskReport
 from governed_kernel.masking.scanner import ENTITY_RE, SEPARATOR_CHARS
 from governed_kernel.masking.text import Masker, default_masker
@@ -85,7 +86,7 @@ class StreamMasker:
         limit = max(0, length - self.max_hold)
         while start > limit:
             ch = buffer[start - 1]
-            if ch in _RUN_CHARS:
+            if ch in _RUN_CHARS or ch.isdecimal():  # (wide digits too: ``digits``)
                 start -= 1
                 continue
             if ch == ";":
@@ -96,7 +97,7 @@ class StreamMasker:
             break
         if start == limit and limit > 0:
             cut = limit
-        elif not _DIGITS.isdisjoint(buffer[start:]):
+        elif not _DIGITS.isdisjoint(buffer[start:]) or has_wide_digit(buffer[start:]):
             cut = start
         for finding in findings:
             if finding.start < cut < finding.end:

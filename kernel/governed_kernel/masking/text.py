@@ -19,9 +19,12 @@ from governed_kernel.masking.report import MaskReport
 from governed_kernel.masking.scanner import SEPARATOR_PATTERN as _SEPARATOR
 from governed_kernel.masking.scanner import Finding, _cut_after, _cut_before, find, native_module
 
-_DIGITS = frozenset("0123456789")
-_JOIN_AFTER = re.compile(rf"(?:{_SEPARATOR})?[0-9]").match
-_JOIN_BEFORE = re.compile(rf"[0-9](?:{_SEPARATOR})?\Z").search
+_JOIN_AFTER = re.compile(rf"(?:{_SEPARATOR})?\d").match
+_JOIN_BEFORE = re.compile(rf"\d(?:{_SEPARATOR})?\Z").search
+_CARD_DIGIT = r"(?:&#?\w+;|[^\d&])*\d"
+"""Up to and including the next digit of a PAN's text: any decimal digit (``digits``), but not the
+digits of an entity separator (``&#32;``), which are not the card's."""
+_DIGIT_OR_ENTITY = re.compile(r"&#?\w+;|\d")
 _JOIN_REACH = 20
 """Characters around a masked PAN that a separator and a digit can take (the longest separator is an
 18-character entity, see ``scanner``): where a new card-like number could start or end."""
@@ -29,15 +32,16 @@ _NON_SPACE = re.compile(r"\S")
 
 
 _AFTER_DIGITS: dict[int, Callable[[str], re.Match[str] | None]] = {}
-"""``_AFTER_DIGITS[n](span)`` matches up to and including the ``n``-th ASCII digit of ``span``
+"""``_AFTER_DIGITS[n](span)`` matches up to and including the ``n``-th card digit of ``span``
 (compiled on first use; ``n`` is at most 19 for a PAN)."""
 
 
 def _after_digits(span: str, count: int) -> int:
-    """Index in ``span`` right after its ``count``-th ASCII digit, or ``len(span)`` when it has fewer."""
+    """Index in ``span`` right after its ``count``-th card digit (entity digits not counted), or
+    ``len(span)`` when it has fewer."""
     match_upto = _AFTER_DIGITS.get(count)
     if match_upto is None:
-        match_upto = _AFTER_DIGITS[count] = re.compile(rf"(?:[^0-9]*[0-9]){{{count}}}").match
+        match_upto = _AFTER_DIGITS[count] = re.compile(rf"(?:{_CARD_DIGIT}){{{count}}}").match
     match = match_upto(span)
     return match.end() if match else len(span)
 
@@ -188,12 +192,15 @@ class Masker:
         # find where those start and stop, and translate the digits in between in one C call.
         masked_from = _after_digits(span, lead) if lead else 0
         masked_to = _after_digits(span, keep_from)
-        return (
-            span[:masked_from]
-            + span[masked_from:masked_to].translate(self._digit_map)
-            + span[masked_to:]
-            + suffix
-        )
+        return span[:masked_from] + self._hide_digits(span[masked_from:masked_to]) + span[masked_to:] + suffix
+
+    def _hide_digits(self, piece: str) -> str:
+        """``piece`` with every decimal digit replaced by the mask character, except the digits of
+        entity separators (``&#32;``)."""
+        if piece.isascii() and "&" not in piece:  # the usual case: one C call
+            return piece.translate(self._digit_map)
+        char = self._char
+        return _DIGIT_OR_ENTITY.sub(lambda m: m[0] if m[0][0] == "&" else char, piece)
 
     def token(self, pan: str) -> str:
         """The keyed token of a PAN (16 hex digits of HMAC-SHA256), or "" when tokens are off."""
@@ -227,7 +234,10 @@ class Masker:
             )
             masked = value[:lead] + char * (count - lead - trail) + value[count - trail :]
         else:
-            count = sum(map(value.count, "0123456789"))
+            if value.isascii() and "&" not in value:
+                count = sum(map(value.count, "0123456789"))
+            else:  # wide digits count, entity digits do not (as in ``render``)
+                count = sum(1 for m in _DIGIT_OR_ENTITY.finditer(value) if m[0][0] != "&")
             if not count:
                 return value
             lead, trail = (
@@ -235,7 +245,7 @@ class Masker:
             )
             start = _after_digits(value, lead) if lead else 0
             stop = _after_digits(value, count - trail)
-            masked = value[:start] + value[start:stop].translate(self._digit_map) + value[stop:]
+            masked = value[:start] + self._hide_digits(value[start:stop]) + value[stop:]
         if report is not None:
             report.add("pan_column")
         return masked
