@@ -156,6 +156,32 @@ TABLE: list[tuple[str, str, str | None]] = [
     ("%config GovernedKernel.policy = ''", "deny", TAMPER),
     ("import IPython\nIPython.get_ipython().kernel.shell_stream", "deny", TAMPER),
     ("!ls\nget_ipython().kernel.session.key = b''", "deny", TAMPER),
+    # --- evasions found by probing (second round) -------------------------------------------------------
+    ("__builtins__['exec'](code)", "approve", DYN),
+    ("[exec][0](code)", "approve", DYN),
+    ("(lambda: eval)()(text)", "approve", DYN),
+    ("{'f': exec}['f'](code)", "approve", DYN),
+    ("runner = compile\nrunner(src, 'x', 'exec')", "approve", DYN),
+    ("import builtins\nloaders = [builtins.__import__]\nloaders[0](name)", "approve", DYN),
+    ("import runpy\nrunpy.run_path('job.py')", "approve", DYN),
+    ("import code\ncode.InteractiveConsole().push(line)", "approve", DYN),
+    ("import asyncio\nawait asyncio.create_subprocess_shell('id')", "approve", PROC),
+    ("from asyncio import create_subprocess_exec as spawn\nawait spawn('id')", "approve", PROC),
+    ("import _posixsubprocess", "approve", PROC),
+    ("get_ipython().find_line_magic('sx')('id')", "approve", SHELL),
+    ("get_ipython().magics_manager.magics['line']['system']('id')", "approve", SHELL),
+    ("get_ipython().transform_ast = lambda node: node", "deny", TAMPER),
+    ("ip = get_ipython()\nip.events.callbacks['pre_run_cell'].clear()", "deny", TAMPER),
+    ("get_ipython().events.callbacks['post_execute'][:] = []", "deny", TAMPER),
+    ("import gc\n[o for o in gc.get_objects() if type(o).__name__ == 'Governor']", "deny", TAMPER),
+    ("import gc as g\ng.get_referrers(obj)", "deny", TAMPER),
+    # --- look-alikes of those that stay allowed --------------------------------------------------------
+    ("import asyncio\nawait asyncio.sleep(0.1)", "allow", None),
+    ("import gc\ngc.collect()", "allow", None),
+    ("callbacks = {'a': print}\ncallbacks['a']('x')", "allow", None),
+    ("x = df['amount'].sum()\nrows = df.loc[df['amount'] > 10, 'id'].tolist()", "allow", None),
+    ("get_ipython().display_formatter.formatters['text/html'].for_type(int, str)", "allow", None),
+    ("code = 'print(1)'\nprint(code)", "allow", None),
 ]
 
 

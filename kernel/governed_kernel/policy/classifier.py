@@ -59,6 +59,15 @@ _BUILTIN_ALIASES = {
     "importlib.__import__": "__import__",
     "importlib.import_module": "import_module",
 }
+_CODE_RUNNERS = {
+    "exec": "exec",
+    "eval": "eval",
+    "compile": "compile",
+    "__import__": "import",
+    "import_module": "import",
+}
+"""Builtins that run or import code given at run time, and their dynamic kind: used as a value
+(``[exec][0](code)``, ``{"f": eval}["f"](text)``) rather than called, what they run is not visible."""
 _RUN_CODE = {
     "get_ipython().run_cell",
     "get_ipython().run_cell_async",
@@ -389,6 +398,8 @@ class _Scan:
                     found.add(_normalize(f"{base[: -len('.__dict__')]}.{key}"))
                 elif base.startswith("vars(") or base in ("globals()", "builtins.globals()"):
                     found |= self.resolve_name(key)
+                elif base in ("builtins", "__builtins__"):  # __builtins__ is a dict outside __main__
+                    found.add(_normalize(f"builtins.{key}"))
             return frozenset(found)
         return frozenset()
 
@@ -484,16 +495,39 @@ class _Scan:
 
     def reference(self, node: ast.AST) -> None:
         names = self.dotted(node)
-        if isinstance(node, ast.Subscript) and not names and _literal(node.slice) is None:
+        if isinstance(node, ast.Subscript) and not names:
             value = node.value
             if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "vars":
                 base: frozenset[str] = frozenset({"vars()"})
             else:
                 base = self.dotted(value, mark=False)
-            if any(b.endswith(".__dict__") or b.startswith("vars(") or b in ("globals()",) for b in base):
-                self.observe("dynamic", "getattr", "looks up a computed name in a module's namespace", node)
-            return
-        verb = "calls" if id(node) in self.call_funcs else "uses"
+            namespaces = any(
+                b.endswith(".__dict__") or b.startswith("vars(") or b == "globals()" for b in base
+            )
+            if namespaces:
+                if _literal(node.slice) is None:
+                    self.observe(
+                        "dynamic", "getattr", "looks up a computed name in a module's namespace", node
+                    )
+                return
+            names = base
+        part = node
+        while not names and isinstance(part, (ast.Attribute, ast.Subscript)):
+            # What cannot be named uses what it is taken from: an item or attribute of an item
+            # (``get_ipython().events.callbacks["pre_run_cell"].clear``) uses ``...events.callbacks``.
+            part = part.value
+            names = self.dotted(part, mark=False)
+        called = id(node) in self.call_funcs
+        runners = names & _CODE_RUNNERS.keys()
+        if runners and not called:
+            name = min(runners)
+            self.observe(
+                "dynamic",
+                _CODE_RUNNERS[name],
+                f"passes {name} around as a value; what it runs is not visible",
+                node,
+            )
+        verb = "calls" if called else "uses"
         for name in _with_callees(names):
             if self.c.triggers.could_match(name):
                 what = f"{verb} {name}"
