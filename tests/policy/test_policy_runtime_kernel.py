@@ -111,6 +111,25 @@ def test_evasions_are_stopped(kernel: Kernel, code: str, rule: str, ename: str) 
     kernel.blocked(code, rule, ename)  # urllib wraps the PermissionError in URLError
 
 
+def test_process_start_without_audit_event_is_caught_statically() -> None:
+    """``_posixsubprocess.fork_exec`` raises no audit event (the runtime guard cannot see it): every
+    route to it that these cells take must be caught before the cell runs."""
+    from governed_kernel.policy import Classifier, load_default_policy
+
+    classifier = Classifier(load_default_policy())
+    routes = [
+        "import _posixsubprocess",
+        "import sys\nfe = sys.modules['_posix' + 'subprocess'].fork_exec",
+        "import sys\nmods = [m for m in sys.modules.values() if hasattr(m, 'fork_exec')]",
+        "import subprocess\nsubprocess._posixsubprocess",
+        "import importlib\nimportlib.import_module('_posix' + 'subprocess')",
+        "import gc\n[o for o in gc.get_objects() if getattr(o, '__name__', '') == '_posixsubprocess']",
+        "import IPython.utils._process_posix as p\np.subprocess._posixsubprocess",
+    ]
+    for code in routes:
+        assert classifier.classify(code).action in ("approve", "deny"), code
+
+
 def test_write_outside_allowed_folders_is_stopped(kernel: Kernel) -> None:
     target = kernel.workdir.parent / "outside" / "dump.csv"
     kernel.blocked(f"open({str(target)!r}, 'w').write('x')", "file-writes")

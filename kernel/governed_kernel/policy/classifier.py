@@ -68,6 +68,30 @@ _CODE_RUNNERS = {
 }
 """Builtins that run or import code given at run time, and their dynamic kind: used as a value
 (``[exec][0](code)``, ``{"f": eval}["f"](text)``) rather than called, what they run is not visible."""
+_NAMESPACE_METHODS = frozenset({"get", "pop", "setdefault", "__getitem__", "values", "items", "__iter__"})
+_NAMESPACE_WHOLE = frozenset({"values", "items", "__iter__"})
+"""Methods of a namespace mapping that reach members by a computed name (the first argument) or
+all of them at once (``_NAMESPACE_WHOLE``)."""
+_GETTERS = frozenset({"operator.attrgetter", "operator.methodcaller"})
+
+
+def _is_namespace(name: str) -> bool:
+    """Whether ``name`` is a mapping from names to a module's members (or to loaded modules)."""
+    return (
+        name == "sys.modules"
+        or name.endswith(".__dict__")
+        or name.startswith("vars(")
+        or name in ("globals()", "builtins.globals()")
+    )
+
+
+def _computed_lookup(bases: Iterable[str]) -> tuple[str, str, str]:
+    """The dynamic finding for a lookup by computed name in one of ``bases`` (namespaces)."""
+    if "sys.modules" in bases:
+        return "dynamic", "import", "reaches a loaded module by a computed name (sys.modules)"
+    return "dynamic", "getattr", "looks up a computed name in a module's namespace"
+
+
 _RUN_CODE = {
     "get_ipython().run_cell",
     "get_ipython().run_cell_async",
@@ -495,28 +519,32 @@ class _Scan:
 
     def reference(self, node: ast.AST) -> None:
         names = self.dotted(node)
-        if isinstance(node, ast.Subscript) and not names:
-            value = node.value
+        # What cannot be named is named after what it is taken from, with ``?`` for each unnamed
+        # item: ``sys.modules[k].fork_exec`` is ``sys.modules.?.fork_exec`` and also uses
+        # ``sys.modules``; ``ip.events.callbacks["pre_run_cell"].clear`` uses ``...events.callbacks``.
+        part, suffix = node, ""
+        while not names and isinstance(part, (ast.Attribute, ast.Subscript)):
+            if isinstance(part, ast.Attribute):
+                suffix = f".{part.attr}{suffix}"
+                part = part.value
+                names = self.dotted(part, mark=False)
+                continue
+            value = part.value
             if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "vars":
                 base: frozenset[str] = frozenset({"vars()"})
             else:
                 base = self.dotted(value, mark=False)
-            namespaces = any(
-                b.endswith(".__dict__") or b.startswith("vars(") or b == "globals()" for b in base
-            )
-            if namespaces:
-                if _literal(node.slice) is None:
-                    self.observe(
-                        "dynamic", "getattr", "looks up a computed name in a module's namespace", node
-                    )
-                return
+            if any(_is_namespace(b) for b in base):
+                if _literal(part.slice) is None:
+                    self.observe(*_computed_lookup(base), part)
+                    return
+                if part is node:
+                    return
+            suffix = f".?{suffix}"
+            part = value
             names = base
-        part = node
-        while not names and isinstance(part, (ast.Attribute, ast.Subscript)):
-            # What cannot be named uses what it is taken from: an item or attribute of an item
-            # (``get_ipython().events.callbacks["pre_run_cell"].clear``) uses ``...events.callbacks``.
-            part = part.value
-            names = self.dotted(part, mark=False)
+        if suffix and names:
+            names = names | frozenset(f"{name}{suffix}" for name in names)
         called = id(node) in self.call_funcs
         runners = names & _CODE_RUNNERS.keys()
         if runners and not called:
@@ -556,6 +584,7 @@ class _Scan:
                 self.observe("dynamic", "import", "imports a module whose name is computed at run time", node)
         if "getattr" in funcs and len(args) >= 2 and _literal(args[1]) is None and self.module_like(args[0]):
             self.observe("dynamic", "getattr", "getattr() with a computed name on a module", node)
+        self.computed_access(node, funcs)
         if funcs & _RUN_CODE:
             code = _literal(first)
             if code is not None:
@@ -577,6 +606,21 @@ class _Scan:
                 self.sql_call(node, last)
             if self.c.triggers.any_remote and _IO_CALL.match(last):
                 self.remote(node)
+
+    def computed_access(self, node: ast.Call, funcs: frozenset[str]) -> None:
+        """Reaching a module's members by computed names: ``sys.modules.get(name)``,
+        ``vars(os).values()``, ``operator.attrgetter(name)``, ``type(m).__getattribute__(m, name)``."""
+        args = node.args
+        computed = any(_literal(arg) is None for arg in args)
+        for func in funcs:
+            owner, _, method = func.rpartition(".")
+            if method in _NAMESPACE_METHODS and _is_namespace(owner):
+                if method in _NAMESPACE_WHOLE or (args and _literal(args[0]) is None):
+                    self.observe(*_computed_lookup({owner}), node)
+                return
+            if computed and (func in _GETTERS or method in ("__getattribute__", "__getattr__")):
+                self.observe("dynamic", "getattr", f"{func}() with a computed name", node)
+                return
 
     @staticmethod
     def last_name(func: ast.AST) -> str | None:

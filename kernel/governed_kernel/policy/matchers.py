@@ -41,6 +41,11 @@ DYNAMIC_WORDS = frozenset(
         "run_line_magic",
         "run_cell_magic",
         "magic",
+        "modules",
+        "attrgetter",
+        "methodcaller",
+        "__getattribute__",
+        "__getattr__",
     }
 )
 SQL_WORDS = frozenset({"sql", "to_sql", "exec_driver_sql"})
@@ -232,6 +237,7 @@ class Triggers:
         self.any_dynamic = self.any_sql = self.any_magic = self.any_remote = False
         roots: set[str] = set()
         lasts: set[str] = set()
+        middles: set[str] = set()
         root_prefixes: list[str] = []
         self.always = False
         for rule in rules:
@@ -253,6 +259,8 @@ class Triggers:
                     root_prefixes.append(first[: _WILDCARD.search(first).start()])  # type: ignore[union-attr]
                 elif not _WILDCARD.search(last):
                     lasts.add(last)
+                elif need.words:  # ``*.subprocess.*``: a name holding one of its literal parts
+                    middles.update(need.words)
                 else:
                     self.always = True
         self._needs = tuple(needs)
@@ -265,6 +273,7 @@ class Triggers:
         self._wordless_prefixes = tuple(prefix for need in self._wordless_needs for prefix in need.prefixes)
         self._roots = frozenset(roots)
         self._lasts = frozenset(lasts)
+        self._middles = frozenset(middles)
         self._root_prefixes = tuple(root_prefixes)
         prefixes = sorted({prefix for need in needs for prefix in need.prefixes}, key=len, reverse=True)
         self._prefixes = tuple(prefixes)
@@ -370,7 +379,9 @@ class Triggers:
         root = root.replace("()", "")
         if root in self._roots or (self._root_prefixes and root.startswith(self._root_prefixes)):
             return True
-        return dotted.rpartition(".")[2].replace("()", "") in self._lasts
+        if dotted.rpartition(".")[2].replace("()", "") in self._lasts:
+            return True
+        return bool(self._middles) and not self._middles.isdisjoint(_components(dotted))
 
 
 def _nfkc(text: str) -> str:
