@@ -93,105 +93,46 @@ MALFORMED: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("empty file", "", "1:1", ("empty",)),
     ("not a mapping", "- a\n- b\n", "1:1", ("expected a mapping",)),
     ("unknown top key", BASE + "colour: red\n", "28:1", ("unknown key 'colour'", "allowed keys", "rules")),
-    (
-        "unknown nested key",
-        BASE.replace("  retention_days: 400", "  retention_days: 400\n  retension: 3"),
-        "15:3",
-        ("unknown key 'retension'", "retention_days"),
-    ),
-    (
-        "unknown rule key",
-        BASE.replace("    action: approve", "    action: approve\n    severity: high"),
-        "26:5",
-        ("unknown key 'severity'", "action"),
-    ),
-    (
-        "unknown match key",
-        BASE.replace("      magics: [bash]", "      magic: [bash]"),
-        "27:7",
-        ("unknown key 'magic'", "magics"),
-    ),
-    (
-        "wrong type int",
-        BASE.replace("required_approvers: 2", "required_approvers: two"),
-        "9:23",
-        ("expected an integer", "'two'"),
-    ),
-    ("wrong type list", BASE.replace('pci: ["7.2.1"]', "pci: 7.2.1"), "24:10", ("expected a list",)),
-    (
-        "bool for int",
-        BASE.replace("pending_ttl_minutes: 30", "pending_ttl_minutes: yes"),
-        "10:24",
-        ("expected an integer", "boolean"),
-    ),
-    (
-        "bad enum",
-        BASE.replace("action: approve", "action: maybe"),
-        "25:13",
-        ("'maybe' is not allowed", "allow, approve, deny"),
-    ),
+    ("unknown nested key", BASE.replace("  retention_days: 400", "  retention_days: 400\n  retension: 3"),
+     "15:3", ("unknown key 'retension'", "retention_days")),
+    ("unknown rule key", BASE.replace("    action: approve", "    action: approve\n    severity: high"),
+     "26:5", ("unknown key 'severity'", "action")),
+    ("unknown match key", BASE.replace("      magics: [bash]", "      magic: [bash]"), "27:7",
+     ("unknown key 'magic'", "magics")),
+    ("wrong type int", BASE.replace("required_approvers: 2", "required_approvers: two"), "9:23",
+     ("expected an integer", "'two'")),
+    ("wrong type list", BASE.replace("pci: [\"7.2.1\"]", "pci: 7.2.1"), "24:10", ("expected a list",)),
+    ("bool for int", BASE.replace("pending_ttl_minutes: 30", "pending_ttl_minutes: yes"), "10:24",
+     ("expected an integer", "boolean")),
+    ("bad enum", BASE.replace("action: approve", "action: maybe"), "25:13",
+     ("'maybe' is not allowed", "allow, approve, deny")),
     ("bad mode", BASE.replace("mode: enforce", "mode: audit"), "3:7", ("enforce, observe",)),
     ("bad reveal", BASE.replace("reveal: last4", "reveal: first6"), "17:11", ("last4, bin6, none",)),
-    (
-        "retention under 365",
-        BASE.replace("retention_days: 400", "retention_days: 90"),
-        "14:19",
-        ("at least 365", "10.5.1"),
-    ),
-    (
-        "missing key",
-        BASE.replace("  checkpoint_interval_minutes: 10\n", ""),
-        "14:3",
-        ("missing required key 'checkpoint_interval_minutes'",),
-    ),
+    ("retention under 365", BASE.replace("retention_days: 400", "retention_days: 90"), "14:19",
+     ("at least 365", "10.5.1")),
+    ("missing key", BASE.replace("  checkpoint_interval_minutes: 10\n", ""), "14:3",
+     ("missing required key 'checkpoint_interval_minutes'",)),
     ("missing section", BASE.replace("mode: enforce\n", ""), "1:1", ("missing required key 'mode'",)),
-    (
-        "bad regex",
-        BASE.replace('"(?i)pan$"', '"(?i)pan[0-9"'),
-        "18:17",
-        ("not a valid regular expression", "unterminated character set"),
-    ),
+    ("bad regex", BASE.replace('"(?i)pan$"', '"(?i)pan[0-9"'), "18:17",
+     ("not a valid regular expression", "unterminated character set")),
     ("bad prefix", BASE.replace('"622126-622925"', '"62x"'), "20:40", ("does not have the allowed form",)),
     ("reversed range", BASE.replace('"622126-622925"', '"622925-622126"'), "20:40", ("low before high",)),
     ("bad length", BASE.replace("lengths: [16]", "lengths: [25]"), "20:68", ("at most 19",)),
-    (
-        "mask_char too long",
-        BASE.replace("reveal: last4", "reveal: last4\n  mask_char: '**'"),
-        "18:14",
-        ("too long",),
-    ),
+    ("mask_char too long", BASE.replace("reveal: last4", "reveal: last4\n  mask_char: '**'"), "18:14",
+     ("too long",)),
     ("duplicate key", BASE.replace("name: test\n", "name: test\nname: other\n"), "3:1", ("duplicate key",)),
-    ("duplicate rule id", BASE + BASE[BASE.index("  - id: shell") :], "28:9", ("already used by rules[0]",)),
-    (
-        "window without minutes",
-        BASE.replace("  window_minutes: 15\n", ""),
-        "11:13",
-        ("needs window_minutes",),
-    ),  # noqa: E501
+    ("duplicate rule id", BASE + BASE[BASE.index("  - id: shell"):], "28:9", ("already used by rules[0]",)),
+    ("window without minutes", BASE.replace("  window_minutes: 15\n", ""), "11:13", ("needs window_minutes",)),  # noqa: E501
     ("once with minutes", BASE.replace("validity: window", "validity: once"), "12:19", ("only applies",)),
-    (
-        "empty match",
-        BASE.replace("      magics: [bash]", "      {}").replace("    match:\n      {}", "    match: {}"),  # noqa: E501
-        "26:12",
-        ("must not be empty",),
-    ),
+    ("empty match", BASE.replace("      magics: [bash]", "      {}").replace("    match:\n      {}", "    match: {}"),  # noqa: E501
+     "26:12", ("must not be empty",)),
     ("bad rule id", BASE.replace("id: shell", "id: Shell Rule"), "22:9", ("allowed form",)),
-    (
-        "schema version",
-        BASE.replace("schema_version: 1", "schema_version: 2"),
-        "1:17",
-        ("only allowed value is 1",),
-    ),  # noqa: E501
+    ("schema version", BASE.replace("schema_version: 1", "schema_version: 2"), "1:17", ("only allowed value is 1",)),  # noqa: E501
     ("bad dynamic kind", BASE.replace("magics: [bash]", "dynamic: [exec, pickle]"), "27:23", ("'pickle'",)),
     ("bad cidr", BASE + "runtime:\n  network_allow_hosts: ['10.0.0.0/33']\n", "29:25", ("not a valid IP",)),
     ("bad placeholder", BASE + "runtime:\n  write_allow_paths: ['{home}/x']\n", "29:23", ("{home}", "{cwd}")),
     ("bad dialect", BASE + "data:\n  sql_dialect: cobol\n", "29:16", ("unknown SQL dialect 'cobol'",)),
-    (
-        "python tag",
-        BASE.replace("name: test", "name: !!python/object:os.system x"),
-        "2:7",
-        ("not valid YAML",),
-    ),  # noqa: E501
+    ("python tag", BASE.replace("name: test", "name: !!python/object:os.system x"), "2:7", ("not valid YAML",)),  # noqa: E501
 ]
 
 
