@@ -84,6 +84,9 @@ WIDE = [
     "\u2002",
     "\uff14",
     "\U0001d7cf",
+    "\u200b",
+    "\u00ad",
+    "\ufeff",
 ]
 PIECES = st.one_of(
     st.text(
@@ -102,6 +105,11 @@ PIECES = st.one_of(
     ),
     st.sampled_from(PANS).map(lambda pan: "&#0008201;".join(pan[i : i + 4] for i in range(0, len(pan), 4))),
     st.sampled_from(PANS).map(lambda pan: "&#32;".join(pan[i : i + 4] for i in range(0, len(pan), 4))),
+    st.sampled_from(PANS).map(lambda pan: "\u200b".join(pan[i : i + 4] for i in range(0, len(pan), 4))),
+    st.sampled_from(PANS).map(lambda pan: "\u00ad".join(pan[i : i + 4] for i in range(0, len(pan), 4))),
+    st.sampled_from(PANS).map(
+        lambda pan: "&ZeroWidthSpace;".join(pan[i : i + 4] for i in range(0, len(pan), 4))
+    ),
     st.sampled_from(PANS).map(lambda pan: pan.translate(FULL_WIDTH)),
     st.sampled_from(PANS).map(
         lambda pan: " ".join(pan[i : i + 4] for i in range(0, len(pan), 4)).translate(ARABIC)

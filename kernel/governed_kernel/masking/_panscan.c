@@ -55,7 +55,7 @@ static inline int is_any_digit(Py_UCS4 c) { return c < 128 ? is_digit(c) : Py_UN
  * (``text.encode("latin-1", "replace")`` turns those into '?'). Entities are handled apart. */
 static inline int is_sep_class(Py_UCS4 c)
 {
-    return c == ' ' || c == '\t' || c == '.' || c == '-' || c == 0xA0 || c == '?' || c > 0xFF;
+    return c == ' ' || c == '\t' || c == '.' || c == '-' || c == 0xA0 || c == 0xAD || c == '?' || c > 0xFF;
 }
 
 /* Characters stripped from both ends of a run (``scanner._EDGE``). */
@@ -64,6 +64,7 @@ static inline int is_edge(Py_UCS4 c)
     switch (c) {
     case ' ': case '\t': case '.': case '-': case '?': case 0xA0: case 0x2007: case 0x2009:
     case 0x202F: case 0x2002: case 0x2003: case 0x2010: case 0x2011: case 0x2012: case 0x2013:
+    case 0xAD: case 0x200B: case 0x200C: case 0x200D: case 0x2060: case 0xFEFF: /* invisible */
         return 1;
     default:
         return 0;
@@ -93,10 +94,12 @@ typedef struct {
 
 static const char *const ENTITY_NAMES[] = {"nbsp",  "thinsp", "ensp", "emsp",
                                            "numsp", "ndash",  "hyphen", "dash",
-                                           "NonBreakingSpace"};
-static const long ENTITY_DECIMAL[] = {160, 8201, 8194, 8195, 8199, 8239, 32, 45, 8208, 8209, 8211};
-static const long ENTITY_HEX[] = {0xA0,   0x2009, 0x2002, 0x2003, 0x2007, 0x202F,
-                                  0x20,   0x2D,   0x2010, 0x2011, 0x2012, 0x2013};
+                                           "NonBreakingSpace", "shy", "ZeroWidthSpace", "zwnj",
+                                           "zwj", "NoBreak"};
+static const long ENTITY_DECIMAL[] = {160,  8201, 8194, 8195, 8199, 8239, 32,   45,   8208,
+                                      8209, 8211, 173,  8203, 8204, 8205, 8288, 65279};
+static const long ENTITY_HEX[] = {0xA0,   0x2009, 0x2002, 0x2003, 0x2007, 0x202F, 0x20,  0x2D,  0x2010,
+                                  0x2011, 0x2012, 0x2013, 0xAD,   0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF};
 
 /* End (exclusive) of the separator entity starting at ``i`` (text[i] == '&'), or -1.
  * ``&#0*160;``-style: zero padding of any length, then one of the listed values, then ';'. */

@@ -30,21 +30,26 @@ from typing import Any, NamedTuple
 from governed_kernel.masking.cards import MAX_PAN, MIN_PAN, BrandTable, luhn_valid
 from governed_kernel.masking.digits import ascii_digits, has_wide_digit
 
-SEPARATOR_CHARS = " \t.-\u00a0\u2007\u2009\u202f\u2002\u2003\u2010\u2011\u2012\u2013"
+INVISIBLE_CHARS = "\u00ad\u200b\u200c\u200d\u2060\ufeff"
+"""Characters that render as nothing (soft hyphen, zero-width space/joiners, word joiner, BOM): digit
+groups joined by them look like one number, so they separate groups like a space does."""
+SEPARATOR_CHARS = " \t.-\u00a0\u2007\u2009\u202f\u2002\u2003\u2010\u2011\u2012\u2013" + INVISIBLE_CHARS
 """Characters that may separate digit groups inside one PAN (space, tab, dot, dashes, NBSP, thin...)."""
 
 _ENTITY = (
-    r"&(?:nbsp|thinsp|ensp|emsp|numsp|ndash|hyphen|dash|NonBreakingSpace|"
-    r"#0*160|#0*8201|#0*8194|#0*8195|#0*8199|#0*8239|#0*32|#0*45|#0*8208|#0*8209|#0*8211|"
+    r"&(?:nbsp|thinsp|ensp|emsp|numsp|ndash|hyphen|dash|NonBreakingSpace|shy|ZeroWidthSpace|zwnj|zwj|"
+    r"NoBreak|#0*160|#0*8201|#0*8194|#0*8195|#0*8199|#0*8239|#0*32|#0*45|#0*8208|#0*8209|#0*8211|"
+    r"#0*173|#0*8203|#0*8204|#0*8205|#0*8288|#0*65279|"
     r"#[xX]0*[aA]0|#[xX]0*2009|#[xX]0*2002|#[xX]0*2003|#[xX]0*2007|#[xX]0*202[fF]|#[xX]0*20|"
-    r"#[xX]0*2[dD]|#[xX]0*201[0-3]);"
+    r"#[xX]0*2[dD]|#[xX]0*201[0-3]|#[xX]0*[aA][dD]|#[xX]0*200[bBcCdD]|#[xX]0*2060|#[xX]0*[fF][eE][fF][fF]);"
 )
 ENTITY_RE = re.compile(_ENTITY)
 """HTML entities that render as a separator (``&nbsp;``, ``&#8201;``...)."""
 
 _SPACES = "[ \u00a0\u2009\u202f]"
 SEPARATOR_PATTERN = (
-    rf"(?:{_SPACES}?[-\u2010-\u2013]{_SPACES}?|[ \t.\u00a0\u2007\u2009\u202f\u2002\u2003]|{_ENTITY})"
+    rf"(?:{_SPACES}?[-\u2010-\u2013]{_SPACES}?"
+    rf"|[ \t.\u00a0\u2007\u2009\u202f\u2002\u2003{INVISIBLE_CHARS}]|{_ENTITY})"
 )
 """One separator between two digit groups of a PAN (regular expression source)."""
 _SEPARATOR_RE = re.compile(SEPARATOR_PATTERN)

@@ -18,13 +18,16 @@ from governed_kernel.masking.report import MaskReport
 from governed_kernel.masking.scanner import ENTITY_RE, SEPARATOR_CHARS
 from governed_kernel.masking.text import Masker, default_masker
 
-MAX_PAN_SPAN = 19 + 18 * 10
-"""Longest text a PAN can span: 19 digits and 18 separators of up to 10 characters (``&#x0202f;``)."""
+ENTITY_SPAN = 18
+"""Longest separator entity (``&NonBreakingSpace;``; zero-padded numeric ones are found whole in
+the text already held, see ``_safe_cut``)."""
+MAX_PAN_SPAN = 19 + 18 * ENTITY_SPAN
+"""Longest text a PAN can span: 19 digits and 18 separators of up to ``ENTITY_SPAN`` characters."""
 TRACK_SPAN = 120
 """Longest tail of track data after the PAN (track 1 allows 79 characters in all, track 2 40)."""
 
 _RUN_CHARS = frozenset("0123456789?" + SEPARATOR_CHARS)
-_PARTIAL_ENTITY = re.compile(r"&[#a-zA-Z0-9]{0,9}")
+_PARTIAL_ENTITY = re.compile(rf"&[#a-zA-Z0-9]{{0,{ENTITY_SPAN - 2}}}")
 _DIGITS = frozenset("0123456789")
 
 
@@ -80,7 +83,7 @@ class StreamMasker:
         length = len(buffer)
         cut = length
         start = length
-        amp = buffer.rfind("&", max(0, length - 11))
+        amp = buffer.rfind("&", max(0, length - ENTITY_SPAN + 1))
         if amp >= 0 and _PARTIAL_ENTITY.fullmatch(buffer, amp):
             start = amp
         limit = max(0, length - self.max_hold)
@@ -90,7 +93,7 @@ class StreamMasker:
                 start -= 1
                 continue
             if ch == ";":
-                amp = buffer.rfind("&", max(0, start - 12), start)
+                amp = buffer.rfind("&", max(0, start - ENTITY_SPAN), start)
                 if amp >= 0 and ENTITY_RE.fullmatch(buffer, amp, start):
                     start = amp
                     continue
