@@ -45,6 +45,10 @@ from governed_kernel.resources import default_policy_path
 from governed_kernel.start_gate import UNDELIVERED, AuditUnavailable, PendingStart, StartGate
 from governed_kernel.status import ApprovalStatus
 
+_GATE_FAILED = (
+    "the cell was not run: the kernel could not hold it until its start record was stored ({error}). "
+    "Restart the kernel; if this persists, report it to the governance administrators"
+)
 CLAIMED_USER_ENV = "GOVERNED_USER"
 APPROVAL_TIMEOUT_ENV = "GOVERNED_APPROVAL_TIMEOUT"
 AUDIT_BUFFER_ENV = "GOVERNED_AUDIT_BUFFER"
@@ -202,11 +206,18 @@ class Governor:
         reply: dict[str, Any] = {}
         undelivered: str | None = None
         try:
+            gated = True
             if pending is not None:
-                self.start_gate.install(self.kernel.shell)
-                self.start_gate.pending = pending  # answered just before the cell's code runs
-            with self._guarded(approval is None):
-                reply = await run()
+                try:
+                    self.start_gate.install(self.kernel.shell)
+                    self.start_gate.pending = pending  # answered just before the cell's code runs
+                except Exception as error:  # fail closed: without the gate, code could outrun its record
+                    gated = False
+                    refusal = CellBlocked("GovernanceError", _GATE_FAILED.format(error=error))
+                    reply = self._blocked(cell, refusal)
+            if gated:
+                with self._guarded(approval is None):
+                    reply = await run()
         finally:
             self.start_gate.pending = None
             if pending is not None:

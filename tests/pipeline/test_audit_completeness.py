@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -91,3 +92,44 @@ def test_service_lost_between_cells_stops_the_next_cell_before_its_code(tmp_path
     finally:
         kernel.client.stop_channels()
         kernel.manager.shutdown_kernel(now=True)
+
+
+def test_a_gate_that_cannot_be_installed_refuses_the_cell_and_records_why(tmp_path: Path) -> None:
+    """Fault injection: once ``StartGate.install`` fails (here: a switch file, read by a
+    sitecustomize on the kernel's path), cells are refused with a clear error, their code does not
+    run, and the audit log still has their start record and an end record saying why."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    switch = tmp_path / "break-the-gate"
+    (hooks / "sitecustomize.py").write_text(
+        "import os\n"
+        "from governed_kernel import start_gate\n"
+        "_install = start_gate.StartGate.install\n"
+        "def install(self, shell):\n"
+        f"    if os.path.exists({str(switch)!r}):\n"
+        "        raise RuntimeError('injected fault')\n"
+        "    return _install(self, shell)\n"
+        "start_gate.StartGate.install = install\n"
+    )
+    policy = write_test_policy(tmp_path / "policy.yaml")
+    service = GovernanceService(root=tmp_path, policy_path=policy).start()
+    pythonpath = os.pathsep.join(p for p in (str(hooks), os.environ.get("PYTHONPATH", "")) if p)
+    kernel = GovernedKernel(service.kernel_env("alice", PYTHONPATH=pythonpath))
+    ran, before, refused = tmp_path / "ran", unique("before-"), unique("refused-")
+    try:
+        assert kernel.execute(f"print({before!r})").status == "ok"
+        switch.write_text("x")
+        result = kernel.execute(f"# {refused}\nopen({str(ran)!r}, 'w').write('x')")
+        assert result.status == "error", result.reply
+        assert result.reply["ename"] == "GovernanceError", result.reply
+        assert "was not run" in result.reply["evalue"] and "injected fault" in result.reply["evalue"]
+        assert not ran.exists(), "the cell's code ran without its gate"
+        switch.unlink()
+        assert kernel.execute("1 + 1").status == "ok"  # the kernel is still usable
+        records = cell_records(service, refused, until=2)
+        assert [r["event_type"] for r in records] == ["cell.start", "cell.end"]
+        assert records[1]["outcome"] == "failure"
+        assert "GovernanceError" in records[1]["data"]["details"]["error"]
+    finally:
+        kernel.shutdown()
+        service.stop()
