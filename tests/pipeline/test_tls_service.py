@@ -130,7 +130,7 @@ def tls_service(
 
 
 def tls_env(service: GovernanceService, proxy: TlsProxy, cert: Path, **extra: str) -> dict[str, str]:
-    env = service.kernel_env("alice", **extra)
+    env: dict[str, str] = dict(service.kernel_env("alice", **extra))
     env["GOVERNED_SERVICE_URL"] = f"https://localhost:{proxy.port}/governance/api/"
     env["SSL_CERT_FILE"] = str(cert)
     return env
