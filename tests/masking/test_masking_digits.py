@@ -120,6 +120,14 @@ def test_wide_digits_under_a_pan_column_and_in_json(path: str) -> None:
     assert visible_digits(data["card_number"]) == "1112"
 
 
+def test_a_lone_ampersand_is_not_an_entity(path: str) -> None:
+    assert MASKER.mask_by_name("AT&T 4111111111111111", "pan") == "AT&T ************1111"
+    assert MASKER.mask_by_name("4111 1111&amp;1111 1111", "pan") == "**** ****&amp;**** 1111"
+    assert MASKER.mask_text("R&D: 4012&#32;8888&#32;8888&#32;1881 & more")[0] == (
+        "R&D: ****&#32;****&#32;****&#32;1881 & more"
+    )
+
+
 def test_wide_digits_that_are_not_a_card_are_left_alone(path: str) -> None:
     for text in [
         in_digits("order 1234567890123456", 0xFF10),  # Luhn fails

@@ -21,7 +21,7 @@ from governed_kernel.masking.scanner import Finding, _cut_after, _cut_before, fi
 
 _JOIN_AFTER = re.compile(rf"(?:{_SEPARATOR})?\d").match
 _JOIN_BEFORE = re.compile(rf"\d(?:{_SEPARATOR})?\Z").search
-_CARD_DIGIT = r"(?:&#?\w+;|[^\d&])*\d"
+_CARD_DIGIT = r"(?:&#?\w+;|&(?!#?\w+;)|[^\d&])*\d"
 """Up to and including the next digit of a PAN's text: any decimal digit (``digits``), but not the
 digits of an entity separator (``&#32;``), which are not the card's."""
 _DIGIT_OR_ENTITY = re.compile(r"&#?\w+;|\d")
