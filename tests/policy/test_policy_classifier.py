@@ -192,6 +192,12 @@ TABLE: list[tuple[str, str, str | None]] = [
     ("df.subprocess_count.sum()\ndf['subprocess'].mean()", "allow", None),
     ("import sys\nsys.modules.get('pandas') is not None", "allow", None),
     ("import operator\nrows.sort(key=operator.attrgetter('amount'))", "allow", None),
+    (
+        "class Row:\n    def __getattr__(self, name):\n"
+        "        return object.__getattribute__(self, '_data')[name]",
+        "allow",
+        None,
+    ),
     ("import asyncio\nawait asyncio.sleep(0.1)", "allow", None),
     ("import gc\ngc.collect()", "allow", None),
     ("callbacks = {'a': print}\ncallbacks['a']('x')", "allow", None),

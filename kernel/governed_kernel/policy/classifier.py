@@ -563,16 +563,21 @@ class _Scan:
         """Reaching a module's members by computed names: ``sys.modules.get(name)``,
         ``vars(os).values()``, ``operator.attrgetter(name)``, ``type(m).__getattribute__(m, name)``."""
         args = node.args
-        computed = any(_literal(arg) is None for arg in args)
         for func in funcs:
             owner, _, method = func.rpartition(".")
             if method in _NAMESPACE_METHODS and _is_namespace(owner):
                 if method in _NAMESPACE_WHOLE or (args and _literal(args[0]) is None):
                     self.observe(*_computed_lookup({owner}), node)
                 return
-            if computed and (func in _GETTERS or method in ("__getattribute__", "__getattr__")):
+            if func in _GETTERS:  # every argument is a name
+                computed = any(_literal(arg) is None for arg in args)
+            elif method in ("__getattribute__", "__getattr__"):  # the name is the last argument
+                computed = bool(args) and _literal(args[-1]) is None
+            else:
+                continue
+            if computed:
                 self.observe("dynamic", "getattr", f"{func}() with a computed name", node)
-                return
+            return
 
     @staticmethod
     def last_name(func: ast.AST) -> str | None:
