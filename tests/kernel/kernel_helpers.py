@@ -37,6 +37,11 @@ VISA, MASTERCARD, AMEX, DISCOVER = PANS[0], PANS[2], PANS[6], PANS[8]
 _RUN = re.compile(r"[0-9](?:[ \t\-.\u00a0\u2009\u202f]{0,3}[0-9])*")
 
 
+def grouped(pan: str, sep: str) -> str:
+    """``pan`` in groups of four joined by ``sep``."""
+    return sep.join(pan[i : i + 4] for i in range(0, len(pan), 4))
+
+
 def strings(value: Any) -> Iterator[str]:
     """Every string leaf (and number, as text) of a JSON-like value, keys included."""
     if isinstance(value, str):

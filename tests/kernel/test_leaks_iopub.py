@@ -16,12 +16,8 @@ from kernel_helpers import (  # type: ignore[import-not-found]
     Kernel,
     assert_masked,
     assert_no_pan,
+    grouped,
 )
-
-
-def grouped(pan: str, sep: str) -> str:
-    return sep.join(pan[i : i + 4] for i in range(0, len(pan), 4))
-
 
 V, M, A, D = VISA, MASTERCARD, AMEX, DISCOVER
 LONG = next(p for p in PANS if len(p) == 19)

@@ -14,7 +14,7 @@ import unicodedata
 from typing import Any
 
 import pytest
-from kernel_helpers import MASTERCARD, VISA, Kernel, assert_masked, strings  # type: ignore[import-not-found]
+from kernel_helpers import MASTERCARD, VISA, Kernel, assert_masked, grouped, strings  # type: ignore[import-not-found]
 
 V, M = VISA, MASTERCARD
 _ENTITY = re.compile(r"&#?\w+;")
@@ -39,9 +39,6 @@ def assert_read_masked(cell_values: list[Any], shown: list[Any], pan: str, where
         shown=[as_read(t) for t in strings(shown)],
     )
 
-
-def grouped(pan: str, sep: str) -> str:
-    return sep.join(pan[i : i + 4] for i in range(0, len(pan), 4))
 
 
 CASES: dict[str, tuple[str, str]] = {
