@@ -87,3 +87,49 @@ def test_the_server_setting_reaches_the_store(tmp_path: Path) -> None:
     trait: Any = GovernedServerApp.class_traits()["sqlite_sync_interval"]
     assert trait.default_value == pytest.approx(0.1)
     assert trait.min == 0.0
+
+
+def wal_autocheckpoint(store: Store) -> int:
+    with store.engine.connect() as connection:
+        return int(connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one())
+
+
+def test_without_an_interval_sqlite_checkpoints_by_itself(tmp_path: Path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'g.sqlite'}")
+    try:
+        assert wal_autocheckpoint(store) == 1000  # SQLite's default: inside the commit that crosses it
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("syncer_checkpoints", [True, False])
+def test_with_an_interval_the_syncer_checkpoints_off_the_committing_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, syncer_checkpoints: bool
+) -> None:
+    """Commits never checkpoint (no commit waits for the copy and its fsyncs); the syncer does, once
+    the log is big enough. Without the syncer's checkpoint the database file would not change at
+    all until the store closes: the control case shows the test can tell."""
+    from governed_server.store import wal_sync
+
+    monkeypatch.setattr(wal_sync, "CHECKPOINT_BYTES", 64 * 1024)
+    monkeypatch.setattr(wal_sync, "CHECKPOINT_GAP_S", 0.0)
+    if not syncer_checkpoints:
+        monkeypatch.setattr(wal_sync.WalSyncer, "checkpoint_if_big", lambda self: None)
+    database = tmp_path / "g.sqlite"
+    store = Store.open(f"sqlite:///{database}", sqlite_sync_interval=0.02)
+    try:
+        assert wal_autocheckpoint(store) == 0
+        time.sleep(0.1)  # the migrations' commits: synced (and checkpointed) first
+        size_before = database.stat().st_size
+        audit = AuditLog(store, signing_key_path=None, checkpoint_dir=None)
+        for n in range(0, 300, 3):
+            audit.append([event(n), event(n + 1), event(n + 2)])
+        assert Path(f"{database}-wal").stat().st_size > 64 * 1024
+        deadline = time.monotonic() + 5
+        while database.stat().st_size == size_before and time.monotonic() < deadline:
+            time.sleep(0.02)
+        grew = database.stat().st_size > size_before
+        assert grew is syncer_checkpoints
+        assert audit.verify().ok
+    finally:
+        store.close()

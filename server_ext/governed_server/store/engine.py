@@ -78,8 +78,9 @@ def create_store_engine(
 ) -> Engine:
     """An engine for ``url``; the SQLite file's directory is created when missing.
 
-    ``sqlite_full_sync=False`` opens SQLite with ``synchronous=NORMAL``: only for a caller that
-    syncs the log itself (:class:`~governed_server.store.wal_sync.WalSyncer`).
+    ``sqlite_full_sync=False`` opens SQLite with ``synchronous=NORMAL`` and no automatic WAL
+    checkpoints: only for a caller that syncs and checkpoints the log itself
+    (:class:`~governed_server.store.wal_sync.WalSyncer`).
     """
     parsed = normalise_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -109,6 +110,8 @@ def _sqlite_engine(url: URL, busy_timeout_ms: int, synchronous: str) -> Engine:
             cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute(f"PRAGMA synchronous = {synchronous}")
+            if synchronous == "NORMAL":  # the WalSyncer checkpoints, off the committing thread
+                cursor.execute("PRAGMA wal_autocheckpoint = 0")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
             cursor.close()
