@@ -6,7 +6,7 @@ their difference is the governance overhead per cell (classification, the audit 
 trip, masking of every message, the runtime guard). The governed kernel talks to a real governance
 service (``jupyter governance serve`` on SQLite). One command::
 
-    python bench/bench_kernel.py [--cells 200] [--repeat 5] [--with-http]
+    python bench/bench_kernel.py [--cells 200] [--repeat 5] [--with-http] [--with-batch N]
 
 Each round runs both kernels back to back, in turn first (ABBA), and the ratio is taken per round:
 the median of those ratios is the figure (a shared machine's speed drifts between rounds, much less
@@ -14,7 +14,8 @@ within one). Both kernels import from bytecode, as a wheel install has it: the g
 byte-compiled first when they run from a source tree.
 
 ``--with-http`` adds a third kernel in the same alternation: ``governed-python`` with its audit records
-sent over HTTP (``GOVERNED_AUDIT_STREAM=0``) instead of the audit stream (WebSocket).
+sent over HTTP (``GOVERNED_AUDIT_STREAM=0``) instead of the audit stream (WebSocket). ``--with-batch N``
+adds ``governed-python`` with end records sent in batches of up to N (``GOVERNED_AUDIT_BATCH=N``).
 """
 
 from __future__ import annotations
@@ -99,6 +100,9 @@ def main() -> None:
     parser.add_argument("--cells", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--with-http", action="store_true", help="also run the governed kernel over HTTP")
+    parser.add_argument(
+        "--with-batch", type=int, metavar="N", help="also run it with end records in batches of up to N"
+    )
     args = parser.parse_args()
     cells = cheap_cells(args.cells)
     compile_sources()
@@ -109,6 +113,9 @@ def main() -> None:
             results: dict[str, list[Run]] = {"python3": [], "governed-python": []}
             if args.with_http:
                 results["governed (HTTP)"] = []
+            batched = f"governed (batch {args.with_batch})"
+            if args.with_batch:
+                results[batched] = []
             plain_env = {k: v for k, v in os.environ.items() if not k.startswith("GOVERNED_")}
             envs = {
                 "python3": ("python3", plain_env),
@@ -116,6 +123,10 @@ def main() -> None:
                 "governed (HTTP)": (
                     "governed-python",
                     {**plain_env, **service.kernel_env("alice"), "GOVERNED_AUDIT_STREAM": "0"},
+                ),
+                batched: (
+                    "governed-python",
+                    {**plain_env, **service.kernel_env("alice", GOVERNED_AUDIT_BATCH=str(args.with_batch))},
                 ),
             }
             for round_number in range(args.repeat):  # both kernels per round, in turn first
@@ -131,12 +142,15 @@ def main() -> None:
     for kernel in results:
         per = cells_all[kernel]
         print(
-            f"  {kernel:<16} wall {walls[kernel]:6.2f} s   per cell p50 {percentile(per, 0.5) * 1000:6.2f} ms"
+            f"  {kernel:<20} wall {walls[kernel]:6.2f} s   per cell p50 {percentile(per, 0.5) * 1000:6.2f} ms"
             f"   p99 {percentile(per, 0.99) * 1000:6.2f} ms"
         )
     if args.with_http:
         http_ratio = statistics.median(round_ratios(results["governed (HTTP)"], results["python3"]))
         print(f"  wall-time ratio governed over HTTP/plain: {http_ratio:.2f}")
+    if args.with_batch:
+        batch_ratio = statistics.median(round_ratios(results[batched], results["python3"]))
+        print(f"  wall-time ratio governed with batches of {args.with_batch}/plain: {batch_ratio:.2f}")
     ratios = round_ratios(results["governed-python"], results["python3"])
     ratio = statistics.median(ratios)
     overhead50 = percentile(cells_all["governed-python"], 0.5) - percentile(cells_all["python3"], 0.5)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -28,16 +29,32 @@ class AuditBuffer:
         self.path = path
         self._known: list[dict[str, Any]] | None = None
         self._handle: IO[str] | None = None
+        self._oldest_at = 0.0
+        """When the oldest waiting record was buffered (``time.monotonic``); 0 for records left by an
+        earlier process (they are as old as can be)."""
 
     def append(self, records: list[dict[str, Any]], *, durable: bool = True) -> None:
         if self._known is None:
             self._known = self._read()
+        if not self._known:
+            self._oldest_at = time.monotonic()
         handle = self._file()
         handle.write("".join(json.dumps(record, separators=(",", ":")) + "\n" for record in records))
         handle.flush()
         if durable:
             os.fsync(handle.fileno())
         self._known.extend(records)
+
+    @property
+    def count(self) -> int:
+        """How many records wait."""
+        if self._known is None:
+            self._known = self._read()
+        return len(self._known)
+
+    def age(self) -> float:
+        """Seconds the oldest waiting record has waited (0 when none waits)."""
+        return time.monotonic() - self._oldest_at if self.count else 0.0
 
     def pending(self) -> list[dict[str, Any]]:
         """The undelivered records, oldest first (a copy: callers may add to it)."""
@@ -54,13 +71,16 @@ class AuditBuffer:
         self._known = []
 
     def forget_first(self, count: int) -> None:
-        """Forget the ``count`` oldest records (delivered); the rest stay, on disk too."""
+        """Forget the ``count`` oldest records (delivered); the rest stay, on disk too (and count as
+        old as the oldest was: a batch that keeps failing becomes overdue)."""
         known = self.pending()
         if count >= len(known):
             self.clear()
             return
+        oldest_at = self._oldest_at
         self.clear()
         self.append(known[count:], durable=False)
+        self._oldest_at = oldest_at
 
     def close(self) -> None:
         """Close the file; remove it when it holds nothing (else the next kernel sends its records)."""

@@ -23,6 +23,7 @@ import json
 import socket
 import ssl
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -80,6 +81,7 @@ class StreamConnection:
                 sock = ssl.create_default_context().wrap_socket(sock, server_hostname=parts.hostname)
             self.socket = sock
             self.protocol = WSConnection(ConnectionType.CLIENT)
+            self._unread: deque[Event] = deque()  # one read can bring several answers
             target = parts.path + (f"?{parts.query}" if parts.query else "")
             self._send(Request(host=parts.netloc, target=target,
                                extra_headers=[(b"authorization", auth_header.encode())]))  # fmt: skip
@@ -96,7 +98,10 @@ class StreamConnection:
         parts: list[str] = []
         size = 0
         while True:
-            for event in self._events():
+            if not self._unread:
+                self._unread.extend(self._events())
+            while self._unread:
+                event = self._unread.popleft()
                 if isinstance(event, TextMessage):
                     parts.append(event.data)
                     size += len(event.data)
@@ -118,8 +123,10 @@ class StreamConnection:
         refused: _Refused | None = None
         body = b""
         while True:
-            for event in self._events():
+            events = self._events()
+            for index, event in enumerate(events):
                 if isinstance(event, AcceptConnection):
+                    self._unread.extend(events[index + 1 :])
                     return
                 if isinstance(event, RejectConnection):
                     refused = _Refused(event.status_code, "")

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from governed_kernel.audit_buffer import AuditBuffer
-from governed_kernel.audit_stream import PendingBatch
 from governed_kernel.client import (
     SETUP_HINT,
     ApprovalRefused,
@@ -41,8 +40,9 @@ from governed_kernel.policy import (
     aliases_from_namespace,
     load_policy,
 )
+from governed_kernel.record_delivery import AuditUndelivered, RecordDelivery, batch_size_from
 from governed_kernel.resources import default_policy_path
-from governed_kernel.start_gate import UNDELIVERED, AuditUnavailable, PendingStart, StartGate
+from governed_kernel.start_gate import AuditUnavailable, PendingStart, StartGate
 from governed_kernel.status import ApprovalStatus
 
 _GATE_FAILED = (
@@ -53,10 +53,6 @@ CLAIMED_USER_ENV = "GOVERNED_USER"
 APPROVAL_TIMEOUT_ENV = "GOVERNED_APPROVAL_TIMEOUT"
 AUDIT_BUFFER_ENV = "GOVERNED_AUDIT_BUFFER"
 NOTEBOOK_ENV = "JPY_SESSION_NAME"
-END_RECORD_DELAY_S = 0.0
-"""When an end record leaves. 0: on the event loop's next turn, i.e. right after the cell's reply
-and idle status, while the frontend reads them; the service has it before the next cell, whose start
-record then travels alone (measured: 0.05 s, to share the next request, made every cell slower)."""
 WAIT_SLICE_S = 5.0
 """Each long-poll lasts at most this long, so the waiting display's elapsed time stays current."""
 
@@ -128,22 +124,27 @@ class Governor:
                 f"this kernel is not connected to a governance service, so no cell can run. {SETUP_HINT}"
             )
         self.buffer = AuditBuffer(Path(env.get(AUDIT_BUFFER_ENV) or self._default_buffer_path()))
+        try:
+            batch_size = batch_size_from(env)
+        except ValueError as error:
+            batch_size = 1
+            problem = f"the kernel's audit settings are wrong, so no cell can run: {error}"
+            self.setup_error = self.setup_error or problem
+        self.delivery = RecordDelivery(self.client, self.buffer, batch_size)
         self.claimed_user = env.get(CLAIMED_USER_ENV) or None
         self.os_user = _os_user()
         self.notebook = env.get(NOTEBOOK_ENV, "")
         self.escalated: dict[str, Violation] = {}
-        self._flush_timer: asyncio.TimerHandle | None = None
-        self._send_lock = asyncio.Lock()
-        self._outstanding: tuple[PendingBatch, int] | None = None
-        """End records on the stream whose answer is not read yet, and how many."""
-        self._background: set[asyncio.Future[None]] = set()
         self._last_masked_code: tuple[str | None, str] = (None, "")
         timeout = env.get(APPROVAL_TIMEOUT_ENV)
         ttl = self.policy.approvals.pending_ttl_minutes * 60.0 if self.policy else 0.0
         self.approval_timeout = float(timeout) if timeout not in (None, "") else ttl
 
     def _default_buffer_path(self) -> str:
-        connection = getattr(self.kernel, "connection_file", "") or ""
+        """Beside the kernel's connection file, named after it: a kernel restarted after a crash keeps
+        that file, so it finds (and sends) the records its predecessor left."""
+        app = getattr(self.kernel, "parent", None)
+        connection = getattr(app, "abs_connection_file", "") or ""
         stem = Path(connection).stem or f"pid-{os.getpid()}"
         base = Path(connection).parent if connection else Path.home() / ".local" / "share" / "jupyter"
         return str(base / f"governed-audit-{stem}.jsonl")
@@ -433,109 +434,22 @@ class Governor:
             )  # fmt: skip
             if getattr(outputs, "dropped", 0):
                 record["details"]["dropped_outputs"] = outputs.dropped
-        # The cell already ran: its record goes to the local buffer now, and to the service once the
-        # reply is out (or with the next cell's records if that fails); it is never dropped.
-        self.buffer.append([record], durable=False)
-        self._schedule_flush()
-
-    def _schedule_flush(self) -> None:
-        if self._flush_timer is not None:
-            return
-        loop = asyncio.get_running_loop()
-
-        def flush() -> None:
-            self._flush_timer = None
-            task = asyncio.ensure_future(self._flush_quietly())
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-
-        self._flush_timer = loop.call_later(END_RECORD_DELAY_S, flush)
-
-    async def _flush_quietly(self) -> None:
-        """Put the buffered end records on the stream right after the reply, without waiting: their
-        answer is read before the next batch (by then it is there) or at shutdown, so neither this
-        cell nor the next one waits for it. Without the stream they go over HTTP now."""
-        async with self._send_lock:
-            records = self.buffer.pending()
-            if self._outstanding is not None or not records or self.client is None:
-                return
-            try:
-                handle = self.client.start_audit(records) if len(records) <= 200 else None
-            except (GovernanceUnavailable, ApprovalRefused):
-                return  # they stay buffered; the next cell does not run without them
-            if handle is not None:
-                self._outstanding = (handle, len(records))
-                return
-        with contextlib.suppress(CellBlocked):  # stays buffered; the next cell will not run without it
-            await self._send([])
-
-    def _settle(self) -> None:
-        """Read the answer for the end records put on the stream after the last cell (the send lock
-        is held); delivered records leave the buffer, the others go again with the next batch."""
-        outstanding, self._outstanding = self._outstanding, None
-        if outstanding is None or self.client is None:
-            return
-        handle, count = outstanding
-        try:
-            self.client.finish_audit(handle)
-        except (GovernanceUnavailable, ApprovalRefused):
-            return
-        self.buffer.forget_first(count)
+        # The cell already ran: its record goes to the local buffer now and to the service with the
+        # next batch (record_delivery); it is never dropped.
+        await self.delivery.end(record)
 
     async def _start(self, records: list[dict[str, Any]]) -> PendingStart | None:
-        """Put the buffered records and ``records`` on the audit stream without waiting for the
-        answer; None when they were delivered now instead (no stream: HTTP). The send lock is held
-        until the answer is read, so the delayed flush cannot send the buffer a second time."""
-        assert self.client is not None
-        self._cancel_flush()
-        await self._send_lock.acquire()
         try:
-            self._settle()
-        except BaseException:
-            self._send_lock.release()
-            raise
-        buffered = self.buffer.pending()
-        batch = buffered + records
-        try:
-            handle = self.client.start_audit(batch) if len(batch) <= 200 else None
-        except (GovernanceUnavailable, ApprovalRefused) as error:
-            self._send_lock.release()
-            raise CellBlocked("AuditUnavailable", f"{UNDELIVERED}: {error}") from None
-        except BaseException:
-            self._send_lock.release()
-            raise
-        if handle is None:
-            self._send_lock.release()
-            await self._send(records)
-            return None
-
-        def answered(delivered: bool) -> None:
-            if delivered and buffered:
-                self.buffer.clear()
-            self._send_lock.release()
-
-        return PendingStart(self.client.finish_audit, handle, answered)
-
-    def _cancel_flush(self) -> None:
-        if self._flush_timer is not None:
-            self._flush_timer.cancel()
-            self._flush_timer = None
+            return await self.delivery.start(records)
+        except AuditUndelivered as error:
+            raise CellBlocked("AuditUnavailable", str(error)) from None
 
     async def _send(self, records: list[dict[str, Any]]) -> None:
         """Deliver buffered records, then ``records``, in order; raise :class:`CellBlocked` if not."""
-        assert self.client is not None
-        self._cancel_flush()
-        async with self._send_lock:  # the delayed flush and a new cell must not send the buffer twice
-            self._settle()
-            pending = self.buffer.pending()
-            batch = pending + records
-            try:
-                for start in range(0, len(batch), 200):
-                    await self.client.send_audit(batch[start : start + 200])
-            except (GovernanceUnavailable, ApprovalRefused) as error:
-                raise CellBlocked("AuditUnavailable", f"{UNDELIVERED}: {error}") from None
-            if pending:
-                self.buffer.clear()
+        try:
+            await self.delivery.send(records)
+        except AuditUndelivered as error:
+            raise CellBlocked("AuditUnavailable", str(error)) from None
 
     # -- replies -------------------------------------------------------------------------------------
 
@@ -595,11 +509,9 @@ class Governor:
             return "[masking failed: text withheld]"
 
     async def close(self) -> None:
+        await self.delivery.close()
         if self.client is not None:
-            with contextlib.suppress(Exception):
-                await self._send([])
             await self.client.aclose()
-        self.buffer.close()
 
 
 def _refusal(view: dict[str, Any]) -> tuple[str, str]:

@@ -6,6 +6,8 @@ import json
 import stat
 from pathlib import Path
 
+import pytest
+
 from governed_kernel.audit_buffer import AuditBuffer
 
 
@@ -60,3 +62,27 @@ def test_delivered_records_leave_the_front_of_the_buffer(tmp_path: Path) -> None
     assert [r["n"] for r in AuditBuffer(buffer.path).pending()] == [3], "the file says the same"
     buffer.forget_first(5)
     assert buffer.pending() == [] and buffer.path.read_text() == ""
+
+
+def test_the_age_of_the_oldest_waiting_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches go when the oldest record has waited long enough: its age survives partial delivery,
+    restarts from zero once the buffer is empty, and records left by a dead process are overdue."""
+    clock = [100.0]
+    monkeypatch.setattr("governed_kernel.audit_buffer.time.monotonic", lambda: clock[0])
+    buffer = AuditBuffer(tmp_path / "buffer.jsonl")
+    assert (buffer.count, buffer.age()) == (0, 0.0)
+    buffer.append([{"n": 1}], durable=False)
+    clock[0] += 0.7
+    buffer.append([{"n": 2}, {"n": 3}], durable=False)
+    clock[0] += 0.5
+    assert buffer.count == 3 and buffer.age() == pytest.approx(1.2)
+    buffer.forget_first(1)
+    assert buffer.count == 2 and buffer.age() == pytest.approx(1.2), "the rest are not younger for it"
+    buffer.forget_first(2)
+    assert (buffer.count, buffer.age()) == (0, 0.0)
+    buffer.append([{"n": 4}], durable=False)
+    clock[0] += 0.1
+    assert buffer.age() == pytest.approx(0.1)
+    buffer.close()
+    revived = AuditBuffer(buffer.path)
+    assert revived.count == 1 and revived.age() >= 100, "left by an earlier process: overdue at once"

@@ -195,6 +195,30 @@ async def test_the_kernel_client_uses_the_stream(api_base: str, governance: Any)
     assert [b["resource"]["cell_id"] for b in stored_cells(governance, "k-client")] == ["c0", "c1", "c2"]
 
 
+async def test_batches_on_the_stream_are_answered_in_order_even_when_read_together(
+    api_base: str, governance: Any
+) -> None:
+    """The kernel puts an end-record batch and the next start record on the stream before reading
+    either answer; both answers then arrive in one read and each must reach its own batch."""
+    token = governance.service.credentials.mint("k-pipelined", "alice")
+    client = GovernanceClient(ServiceConfig(url=api_base, token=token), stream=True, timeout=5)
+
+    async def scenario() -> list[list[int]]:
+        try:
+            first = client.start_audit([{"event_type": "cell.end", "cell_id": "c1"}])
+            second = client.start_audit([{"event_type": "cell.start", "cell_id": "c2"}])
+            assert first is not None and second is not None
+            time.sleep(0.5)  # both answers are in the socket by now
+            answers = [client.finish_audit(first), client.finish_audit(second)]
+            return [[r["seq"] for r in answer["records"]] for answer in answers]
+        finally:
+            await client.aclose()
+
+    (first_seq,), (second_seq,) = await as_a_kernel(scenario())
+    assert first_seq < second_seq
+    assert [b["resource"]["cell_id"] for b in stored_cells(governance, "k-pipelined")] == ["c1", "c2"]
+
+
 async def test_the_kernel_client_falls_back_to_http_without_the_stream(
     api_base: str, governance: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
