@@ -89,7 +89,25 @@ class MaskingOutStream(OutStream):
         if self._idle():
             return
         self._release = True
-        self.flush()  # type: ignore[no-untyped-call]
+        self.flush()
+
+    def flush(self) -> None:
+        """Send what was written, and wait until it is sent; at once when nothing was written.
+
+        ipykernel's flush always makes a round trip to the IOPub thread (wake it, wait for it), even
+        with nothing to send; every cell flushes both streams after it runs and again after showing
+        its result, so most of those round trips carry nothing (measured: ~0.1 ms each on a loaded
+        two-core machine). Nothing written since the last flush, nothing held back, no flush running
+        and no descriptor output waiting in the pipe: there is nothing to send.
+        """
+        if self._idle() and self._fd_quiet_or_unwatched():
+            return
+        super().flush()  # type: ignore[no-untyped-call]
+
+    def _fd_quiet_or_unwatched(self) -> bool:
+        if not self._should_watch or self._fid is None:
+            return True
+        return self._fd_quiet()
 
     def _idle(self) -> bool:
         """Nothing written since the last flush, no flush running, nothing held back.

@@ -39,3 +39,29 @@ def test_quiet_cells_stay_quiet_between_noisy_ones(kernel: Kernel) -> None:
         noisy = kernel.ok(f"import os\nos.write(1, b'noisy {round_}\\n')")
         assert noisy.stream() == f"noisy {round_}\n"
         assert kernel.ok("x = 1").stream() == ""
+
+
+def test_a_flush_with_nothing_to_send_does_not_wait_for_the_iopub_thread(kernel: Kernel) -> None:
+    """Every cell flushes both streams twice or more; a flush that has nothing to send returns at
+    once instead of a round trip to the IOPub thread. One with output still waits until it is sent."""
+    cell = kernel.ok(
+        "import sys\n"
+        "calls = []\n"
+        "real = sys.stdout.pub_thread.schedule\n"
+        "sys.stdout.pub_thread.schedule = lambda f: (calls.append(f), real(f))[1]\n"
+        "try:\n"
+        "    for _ in range(10):\n"
+        "        sys.stdout.flush()\n"
+        "    quiet = len(calls)\n"
+        "    sys.stdout.write('sent before the flush returns\\n')\n"
+        "    sys.stdout.flush()\n"
+        "    noisy = len(calls) - quiet\n"
+        "finally:\n"
+        "    sys.stdout.pub_thread.schedule = real\n"
+        "print('counts', quiet, noisy)"
+    )
+    counts = [line for line in cell.stream().splitlines() if line.startswith("counts")]
+    quiet, noisy = (int(n) for n in counts[0].split()[1:])
+    assert quiet == 0, "a flush with nothing to send went to the IOPub thread"
+    assert noisy >= 2, "a flush with output must hand it to the IOPub thread and wait"
+    assert "sent before the flush returns" in cell.stream()
