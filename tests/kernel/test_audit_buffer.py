@@ -22,9 +22,8 @@ def test_records_wait_in_order_until_cleared(tmp_path: Path) -> None:
     copy.append({"n": 99})
     assert [r["n"] for r in buffer.pending()] == [1, 2], "callers get a copy"
     buffer.clear()
-    assert buffer.pending() == [] and buffer.path.read_text() == ""
+    assert buffer.pending() == [] and AuditBuffer(buffer.path).pending() == []
     buffer.append([{"event_type": "cell.end", "n": 3}], durable=False)
-    assert [json.loads(line)["n"] for line in buffer.path.read_text().splitlines()] == [3]
     assert [r["n"] for r in AuditBuffer(buffer.path).pending()] == [3], "a new process sees only n=3"
     buffer.close()
     assert buffer.path.exists(), "undelivered records stay for the next kernel"
@@ -61,7 +60,31 @@ def test_delivered_records_leave_the_front_of_the_buffer(tmp_path: Path) -> None
     assert [r["n"] for r in buffer.pending()] == [3]
     assert [r["n"] for r in AuditBuffer(buffer.path).pending()] == [3], "the file says the same"
     buffer.forget_first(5)
-    assert buffer.pending() == [] and buffer.path.read_text() == ""
+    assert buffer.pending() == [] and AuditBuffer(buffer.path).pending() == []
+
+
+def test_deliveries_append_marks_and_a_big_delivered_file_is_emptied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A delivery is one small append (no truncation per cell); the file is emptied once it is big
+    and nothing waits; a kernel killed at any point leaves a file that says exactly what is left."""
+    monkeypatch.setattr("governed_kernel.audit_buffer.COMPACT_AT_BYTES", 2000)
+    buffer = AuditBuffer(tmp_path / "buffer.jsonl")
+    sizes = []
+    for n in range(60):
+        buffer.append([{"event_type": "cell.end", "n": n, "pad": "x" * 40}], durable=False)
+        assert [r["n"] for r in AuditBuffer(buffer.path).pending()] == [n], "what a restarted kernel sees"
+        buffer.forget_first(1)
+        assert AuditBuffer(buffer.path).pending() == []
+        sizes.append(buffer.path.stat().st_size)
+    assert sizes[1] > sizes[0], "a delivery appends a mark"
+    assert max(sizes) < 2000 + 200 and min(sizes[5:]) < sizes[4], "emptied once big and delivered"
+    buffer.append([{"n": "a"}, {"n": "b"}, {"n": "c"}], durable=False)
+    buffer.forget_first(1)
+    with buffer.path.open("a") as handle:
+        handle.write('{"_delivered": 9')  # killed while writing a mark: torn, kept as evidence
+    left = AuditBuffer(buffer.path).pending()
+    assert [r.get("n") for r in left] == ["b", "c", None] and left[2]["event_type"] == "kernel.buffer_corrupt"
 
 
 def test_the_age_of_the_oldest_waiting_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
