@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from governance_service import TOKENS, write_test_policy  # type: ignore[import-not-found]
+from governance_service import TOKENS, letters_only_id, write_test_policy  # type: ignore[import-not-found]
 
 from governed_kernel import KERNEL_NAME
 
@@ -364,7 +363,7 @@ def test_no_approve_controls_for_non_approvers_or_own_requests_and_the_api_refus
     # A pending request by bob (an approver), opened through bob's kernel credential.
     store = open_store(db_url(lab))
     try:
-        token = CredentialIssuer(store).mint(f"ui-test-{time.monotonic_ns()}", "bob")
+        token = CredentialIssuer(store).mint(f"ui-test-{letters_only_id()}", "bob")
     finally:
         store.close()
     me = api(lab, "bob", "GET", "me")[1]
