@@ -18,10 +18,11 @@ import comm
 from governed_kernel.masking import Masker
 
 
-def unmasked_id(masker: Masker) -> str:
-    """A random comm id (uuid4 hex, as ``comm`` makes them) that contains nothing ``masker`` finds."""
+def unmasked_id(masker: Masker, make: Callable[[], str] = lambda: uuid.uuid4().hex) -> str:
+    """A random id from ``make`` (by default uuid4 hex, as ``comm`` makes them) that contains nothing
+    ``masker`` finds. Also used by the server for kernel ids (they are in every audit record)."""
     while True:
-        candidate = uuid.uuid4().hex
+        candidate = make()
         if not masker.find(candidate):
             return candidate
 

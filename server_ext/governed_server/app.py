@@ -18,7 +18,7 @@ from governed_kernel import KERNEL_NAME
 from governed_kernel._version import __version__
 from governed_kernel.masking import Masker
 from governed_kernel.resources import POLICY_ENV, default_policy_path
-from governed_server import EXTENSION_NAME
+from governed_server import EXTENSION_NAME, kernel_ids
 from governed_server.credentials import SERVICE_URL_ENV, TOKEN_ENV, USER_ENV
 from governed_server.guard import GuardedKernelConnection
 from governed_server.handlers import API_PREFIX, default_handlers
@@ -152,6 +152,7 @@ class GovernedServerApp(ExtensionApp):
         if self.set_default_kernel and not self._default_kernel_configured(serverapp.config):
             serverapp.kernel_manager.default_kernel_name = KERNEL_NAME
         self.start_service()
+        kernel_ids.install(serverapp.kernel_manager, self.service.masker if self.service else Masker())
         self.install_guard()
 
     def install_guard(self) -> None:

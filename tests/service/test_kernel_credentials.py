@@ -94,3 +94,22 @@ async def test_plain_python_kernels_get_no_credential(jp_fetch: Any, governance:
         assert rows == []
     finally:
         await jp_fetch("api", "kernels", kernel_id, method="DELETE")
+
+
+CARD_LIKE_UUID = "9b2e4c1a-7d3f-4e5a-8c6b-501800000009"  # last group: a 12-digit Maestro number
+
+
+async def test_kernel_ids_never_look_like_card_numbers(
+    jp_serverapp: Any, governance: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kernel's id is in all its audit records, which the service masks: a UUID whose last group
+    passes for a card number would be stored masked and its records would not match the kernel.
+    The server's kernel manager draws again instead."""
+    import uuid
+
+    masker = governance.service.masker
+    assert masker.mask_text(CARD_LIKE_UUID)[0] != CARD_LIKE_UUID, "the example must be card-like"
+    draws = iter([uuid.UUID(CARD_LIKE_UUID), uuid.UUID("0f1e2d3c-4b5a-4697-8877-665544332211")])
+    real = uuid.uuid4
+    monkeypatch.setattr("governed_server.kernel_ids.uuid.uuid4", lambda: next(draws, None) or real())
+    assert jp_serverapp.kernel_manager.new_kernel_id() == "0f1e2d3c-4b5a-4697-8877-665544332211"
