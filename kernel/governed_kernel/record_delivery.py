@@ -14,9 +14,9 @@ cores), but a batch's end records are stored after the start records of the cell
 meantime (each cell's own start still comes before its end). While a long cell runs, the end records
 of the cells just before it wait for it.
 
-Either way, records the service did not take stay buffered and go again with the next message; once
-the oldest has waited :data:`END_BATCH_WINDOW_S`, the next cell's start record carries them and the
-cell does not run until they are stored (fail closed: nothing is silently dropped). Waiting records
+Records the service did not take stay buffered and go again with the next message: by default with
+the next cell's start record, and that cell does not run until they are stored (fail closed: nothing
+is silently dropped); with batches, once the oldest has waited :data:`END_BATCH_WINDOW_S`. Waiting records
 are in this process's memory and in the buffer file, which survives the process: a kernel restarted
 with the same connection file sends them before its first cell runs.
 """
@@ -99,7 +99,7 @@ class RecordDelivery:
     async def start(self, records: list[dict[str, Any]]) -> PendingStart | None:
         """Put ``records`` (a start record) on the audit stream and return at once; its answer (and the
         end records' batch before it) is read by :meth:`PendingStart.finish`. None when they were
-        delivered now instead (no stream: HTTP). Waiting end records go along only when overdue.
+        delivered now instead (no stream: HTTP). Waiting end records go along when overdue.
         The lock is held until the answer is read, so no other batch can come in between."""
         assert self.client is not None
         self._cancel_idle_flush()
@@ -147,7 +147,10 @@ class RecordDelivery:
     # -- batches -----------------------------------------------------------------------------------
 
     def _overdue(self) -> bool:
-        return self.buffer.count > 0 and self.buffer.age() >= END_BATCH_WINDOW_S
+        """Waiting records must go with the next start record (not in flight: a send failed)."""
+        if self.buffer.count == 0:
+            return False
+        return self.batch_size == 1 or self.buffer.age() >= END_BATCH_WINDOW_S
 
     async def _flush(self) -> None:
         """Write the waiting records to the stream without waiting for the answer; without the
