@@ -64,10 +64,6 @@ class AuditBuffer:
         """The undelivered records, oldest first (a copy: callers may add to it)."""
         return list(self._waiting())
 
-    def clear(self) -> None:
-        """Forget every record: the service has them."""
-        self.forget_first(self.count)
-
     def forget_first(self, count: int) -> None:
         """Forget the ``count`` oldest records (delivered); the rest stay (and count as old as the
         oldest was: a batch that keeps failing becomes overdue)."""

@@ -21,13 +21,13 @@ def test_records_wait_in_order_until_cleared(tmp_path: Path) -> None:
     copy = buffer.pending()
     copy.append({"n": 99})
     assert [r["n"] for r in buffer.pending()] == [1, 2], "callers get a copy"
-    buffer.clear()
+    buffer.forget_first(buffer.count)
     assert buffer.pending() == [] and AuditBuffer(buffer.path).pending() == []
     buffer.append([{"event_type": "cell.end", "n": 3}], durable=False)
     assert [r["n"] for r in AuditBuffer(buffer.path).pending()] == [3], "a new process sees only n=3"
     buffer.close()
     assert buffer.path.exists(), "undelivered records stay for the next kernel"
-    buffer.clear()
+    buffer.forget_first(buffer.count)
     buffer.close()
     assert not buffer.path.exists(), "an empty buffer leaves no file behind"
 
