@@ -13,9 +13,28 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# What the installed project is built from. A change to any of these files (or a file added or
+# removed) reinstalls it; nothing else does, so `make test` goes straight to the tests when only the
+# tests changed. After `make dev` (an editable install: sources are used in place) only the build
+# definition counts.
+EDITABLE := $(wildcard $(VENV)/.editable)
+BUILD_INPUTS := pyproject.toml hatch_build.py
+SOURCE_INPUTS := $(shell find kernel server_ext/governed_server policies jupyter-config labextension/src \
+	labextension/style -type f -not -path '*/__pycache__/*' -not -path 'server_ext/governed_server/labextension/*' \
+	-not -name '*.so' -not -name '*.py[co]' 2>/dev/null | LC_ALL=C sort) \
+	labextension/package.json labextension/yarn.lock labextension/tsconfig.json
+INSTALL_INPUTS := $(strip $(BUILD_INPUTS) $(if $(EDITABLE),,$(SOURCE_INPUTS)))
+# The list itself is an input (rewritten only when it changes), so that a removed file counts too.
+INPUT_LIST := $(VENV)/.install-inputs
+$(shell mkdir -p $(VENV) && (echo '$(INSTALL_INPUTS)' | cmp -s - $(INPUT_LIST) || echo '$(INSTALL_INPUTS)' > $(INPUT_LIST)))
+
+# One stamp per extra: `test` (the suite's tools) and `demo` (what the demo notebook imports).
+$(VENV)/.installed-%: $(BIN)/python $(INSTALL_INPUTS) $(INPUT_LIST)
+	$(BIN)/pip install --quiet $(if $(EDITABLE),-e ,)".[$*]"
+	@touch $@
+
 # Installs the project with its test tools; the wheel build compiles the labextension with jlpm.
-install: $(BIN)/python
-	$(BIN)/pip install --quiet ".[test]"
+install: $(VENV)/.installed-test
 
 LABEXT_LINK := $(VENV)/share/jupyter/labextensions/@governed-kernel/labextension
 
@@ -23,7 +42,9 @@ LABEXT_LINK := $(VENV)/share/jupyter/labextensions/@governed-kernel/labextension
 # labextension is replaced by a link to the build output, so `make labextension` (or
 # `jlpm watch` in labextension/) plus a browser reload shows TypeScript changes.
 dev: $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test,demo]"
+	@echo '$(strip $(BUILD_INPUTS))' > $(INPUT_LIST)
+	@touch $(VENV)/.editable $(VENV)/.installed-test $(VENV)/.installed-demo
 	$(MAKE) --no-print-directory native
 	rm -rf $(LABEXT_LINK)
 	ln -s $(CURDIR)/server_ext/governed_server/labextension $(LABEXT_LINK)
@@ -41,13 +62,13 @@ labextension: $(BIN)/python
 # demo identities (ana: analyst, bob: approver and auditor) and one login URL printed per person.
 lab: $(BIN)/python
 	bash .ci/system-deps.sh node
-	$(BIN)/pip install --quiet .
+	$(MAKE) --no-print-directory $(VENV)/.installed-demo
 	$(MAKE) --no-print-directory demo
 
 # The demo without reinstalling (e.g. after `make dev`). `jupyter governance demo --help` for options.
 .PHONY: demo
 demo:
-	$(BIN)/jupyter governance demo --port $(PORT) --notebook-dir binder
+	$(BIN)/jupyter governance demo --port $(PORT)
 
 # Installs everything the tests need, then runs the whole suite. PYTEST_ARGS narrows it, e.g.
 # `make test PYTEST_ARGS="-m 'not browser'"`; a selection that collects nothing (pytest exit 5) is
@@ -70,4 +91,5 @@ build: $(BIN)/python
 	$(BIN)/python -m build --wheel
 
 clean:
+	rm -f $(VENV)/.editable $(VENV)/.installed-* $(VENV)/.install-inputs
 	rm -rf build dist labextension/lib labextension/tsconfig.tsbuildinfo server_ext/governed_server/labextension

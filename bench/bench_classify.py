@@ -111,8 +111,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def _time(cells: list[str], classifier: Classifier, *, warm: bool, whole: bool = False,
-          repeat: int = 1) -> tuple[list[float], list[float]]:
+def _time(
+    cells: list[str], classifier: Classifier, *, warm: bool, whole: bool = False, repeat: int = 1
+) -> tuple[list[float], list[float]]:
     """Per cell, the median of ``repeat`` timings (each one cold unless ``warm``), taken in ``repeat``
     passes over all cells: a burst of load from other processes on a shared machine then slows one
     sample of many cells instead of every sample of a few. Two clocks, read around the same call: CPU
@@ -149,8 +150,15 @@ def _figures(cells: list[str], times: list[float]) -> dict[str, Any]:
         "p99_ms": round(percentile(times, 0.99), 3),
         "mean_ms": round(statistics.fmean(times), 3),
         "max_ms": round(max(times), 3),
-        "by_lines": {name: {"n": len(v), "p50_ms": round(percentile(v, 0.5), 3),
-                            "p99_ms": round(percentile(v, 0.99), 3)} for name, v in by_size.items() if v},
+        "by_lines": {
+            name: {
+                "n": len(v),
+                "p50_ms": round(percentile(v, 0.5), 3),
+                "p99_ms": round(percentile(v, 0.99), 3),
+            }
+            for name, v in by_size.items()
+            if v
+        },
     }
 
 
@@ -161,9 +169,13 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--whole", action="store_true", help="also time the whole-cell reference path")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="passes over all cells, each timing cold; a cell's figure is the median of its "
-                        "timings (default 3)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="passes over all cells, each timing cold; a cell's figure is the median of its "
+        "timings (default 3)",
+    )
     args = parser.parse_args()
     classifier = Classifier(load_policy(args.policy))
     rng = random.Random(args.seed)
@@ -176,28 +188,40 @@ def main() -> int:
     for cell in cells:
         decision = classifier.classify(cell)
         actions[decision.action] = actions.get(decision.action, 0) + 1
-    result: dict[str, Any] = {"cells": len(cells), "repeat": args.repeat, "target_p99_ms": 2.0,
-                              "target_clock": "cold_cpu (process_time)",
-                              "sqlglot_compiled": SQL_COMPILED, "decisions": actions,
-                              "cold": _figures(cells, cold), "cold_cpu": _figures(cells, cold_cpu),
-                              "warm": _figures(cells, warm)}
+    result: dict[str, Any] = {
+        "cells": len(cells),
+        "repeat": args.repeat,
+        "target_p99_ms": 2.0,
+        "target_clock": "cold_cpu (process_time)",
+        "sqlglot_compiled": SQL_COMPILED,
+        "decisions": actions,
+        "cold": _figures(cells, cold),
+        "cold_cpu": _figures(cells, cold_cpu),
+        "warm": _figures(cells, warm),
+    }
     if args.whole:
         whole, _ = _time(cells, classifier, warm=False, whole=True, repeat=args.repeat)
         result["whole"] = _figures(cells, whole)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"classified {len(cells)} cells (1-300 lines), median of {args.repeat} cold runs per cell, "
-              f"decisions {actions}; sqlglot compiled: {SQL_COMPILED}; target: cold_cpu p99 < 2 ms")
+        print(
+            f"classified {len(cells)} cells (1-300 lines), median of {args.repeat} cold runs per cell, "
+            f"decisions {actions}; sqlglot compiled: {SQL_COMPILED}; target: cold_cpu p99 < 2 ms"
+        )
         for label in ("cold", "cold_cpu", "warm", "whole"):
             if label not in result:
                 continue
             figures = result[label]
-            print(f"{label:>8}: p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms, "
-                  f"mean {figures['mean_ms']} ms, max {figures['max_ms']} ms")
+            print(
+                f"{label:>8}: p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms, "
+                f"mean {figures['mean_ms']} ms, max {figures['max_ms']} ms"
+            )
             for bucket, by in figures["by_lines"].items():
-                print(f"          {bucket:>7} lines: n={by['n']:<5} p50 {by['p50_ms']} ms  "
-                      f"p99 {by['p99_ms']} ms")
+                print(
+                    f"          {bucket:>7} lines: n={by['n']:<5} p50 {by['p50_ms']} ms  "
+                    f"p99 {by['p99_ms']} ms"
+                )
     return 0 if result["cold_cpu"]["p99_ms"] < 2.0 else 1
 
 

@@ -25,6 +25,8 @@ TOKEN_ENV = "GOVERNED_KERNEL_TOKEN"
 AUTH_SCHEME = "GovernedKernel"
 AUDIT_STREAM_ENV = "GOVERNED_AUDIT_STREAM"
 """``0`` sends audit records over HTTP only (the stream is the default: one socket, cheaper per cell)."""
+
+
 @dataclass(frozen=True)
 class ServiceConfig:
     url: str

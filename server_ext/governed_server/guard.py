@@ -32,7 +32,6 @@ class GuardedKernelConnection(ZMQChannelsWebsocketConnection):
             msg = self._unpack(parts)
             masked, report = self._mask(msg)
         except (MaskingError, ValueError, TypeError, KeyError) as error:
-
             log.error("governed_server guard: dropped a message of kernel %s that could not be masked (%s)",
                       self.kernel_id, type(error).__name__)  # fmt: skip
             return

@@ -53,10 +53,7 @@ def _websocket_operation(handler: type[RequestHandler]) -> dict[str, Any]:
         "security": [{"kernelCredential": []}],
         "responses": {
             "101": {"description": "Switching Protocols: the audit stream is open"},
-            **{
-                status: {"description": ERROR_STATUSES[status]}
-                for status in ("400", "401", "403", "503")
-            },
+            **{status: {"description": ERROR_STATUSES[status]} for status in ("400", "401", "403", "503")},
         },
     }
 

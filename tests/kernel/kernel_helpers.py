@@ -129,18 +129,30 @@ class Cell:
     @property
     def everything(self) -> list[Any]:
         """Every message body, plus each stream as the frontend shows it (pieces joined)."""
-        return [m["content"] for m in self.iopub] + [m["metadata"] for m in self.iopub] + [
-            self.reply.get("content", {}), *(m["content"] for m in self.stdin),
-            self.stream("stdout"), self.stream("stderr"),
-        ]
+        return (
+            [m["content"] for m in self.iopub]
+            + [m["metadata"] for m in self.iopub]
+            + [
+                self.reply.get("content", {}),
+                *(m["content"] for m in self.stdin),
+                self.stream("stdout"),
+                self.stream("stderr"),
+            ]
+        )
 
     @property
     def shown(self) -> list[Any]:
         """What the cell produced (not the echo of its code): outputs, reply, prompts, streams."""
-        return [m["content"] for m in self.outputs] + [m["metadata"] for m in self.outputs] + [
-            self.reply.get("content", {}), *(m["content"] for m in self.stdin),
-            self.stream("stdout"), self.stream("stderr"),
-        ]
+        return (
+            [m["content"] for m in self.outputs]
+            + [m["metadata"] for m in self.outputs]
+            + [
+                self.reply.get("content", {}),
+                *(m["content"] for m in self.stdin),
+                self.stream("stdout"),
+                self.stream("stderr"),
+            ]
+        )
 
     @property
     def outputs(self) -> list[dict[str, Any]]:

@@ -38,7 +38,8 @@ STREAM_CASES: dict[str, tuple[str, str]] = {
     "sys.stdout.write pieces": (f"import sys\nfor ch in '{D}':\n    sys.stdout.write(ch)\nprint()", D),
     "stderr": (f"import sys\nprint('err {M}', file=sys.stderr)", M),
     "stderr split": (
-        f"import sys\nsys.stderr.write('{A[:5]}'); sys.stderr.flush(); sys.stderr.write('{A[5:]}')", A
+        f"import sys\nsys.stderr.write('{A[:5]}'); sys.stderr.flush(); sys.stderr.write('{A[5:]}')",
+        A,
     ),
     "fd write": (f"import os\nos.write(1, b'fd {V}\\n')", V),
     "fd write split": (
@@ -80,7 +81,8 @@ DISPLAY_CASES: dict[str, tuple[str, str]] = {
     "execute_result dict": (f"{{'card': '{A}', {D}: 1}}", A),
     "HTML": (f"from IPython.display import HTML\nHTML('<td data-x=\"{V}\">{grouped(V, '&nbsp;')}</td>')", V),
     "Markdown": (
-        f"from IPython.display import Markdown, display\ndisplay(Markdown('**{grouped(M, ' ')}**'))", M
+        f"from IPython.display import Markdown, display\ndisplay(Markdown('**{grouped(M, ' ')}**'))",
+        M,
     ),
     "Latex": (f"from IPython.display import Latex\nLatex(r'$\\text{{{A}}}$')", A),
     "JSON": (f"from IPython.display import JSON\nJSON({{'cards': [{D}, '{V}'], 'n': {{'k': '{M}'}}}})", D),
@@ -141,8 +143,7 @@ FRAME_CASES: dict[str, str] = {
     "Index": "pd.Index(pans)",
     "column labels": "pd.DataFrame([[1] * 3], columns=pans[:3])",
     "wide cell truncated": (  # pandas cuts a 19-digit PAN to 13 digits + '...': no longer a PAN
-        "pd.set_option('display.max_colwidth', 16)\n"
-        f"df = pd.DataFrame({{'c': ['{LONG}'] + pans}})\ndf"
+        f"pd.set_option('display.max_colwidth', 16)\ndf = pd.DataFrame({{'c': ['{LONG}'] + pans}})\ndf"
     ),
     "long frame": "pd.DataFrame({'c': pans * 500})",
     "Styler": "pd.DataFrame({'c': pans}).style.highlight_max()",

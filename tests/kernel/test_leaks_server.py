@@ -139,15 +139,32 @@ def visible(messages: list[dict[str, Any]], echo: bool = True) -> list[Any]:
 
 CELLS: list[tuple[str, str, dict[str, Any]]] = [
     ("print", f"print('card {V}')", {}),
-    ("split across flush", f"import sys, time\nprint('{M[:8]}', end='', flush=True)\ntime.sleep(0.3)\nprint('{M[8:]}')", {}),  # noqa: E501
+    (
+        "split across flush",
+        f"import sys, time\nprint('{M[:8]}', end='', flush=True)\ntime.sleep(0.3)\nprint('{M[8:]}')",
+        {},
+    ),
     ("fd write", f"import os\nos.write(1, b'fd {A}\\n')", {}),
-    ("subprocess (observe-mode policy: no approval needed)", f"import subprocess\nsubprocess.run(['echo', '{D}'])", {}),  # noqa: E501
+    (
+        "subprocess (observe-mode policy: no approval needed)",
+        f"import subprocess\nsubprocess.run(['echo', '{D}'])",
+        {},
+    ),
     ("stderr + logging", f"import logging\nlogging.getLogger('x').error('card %s', '{V}')", {}),
     ("execute_result", f"{M}", {}),
     ("DataFrame", f"import pandas as pd\npd.DataFrame({{'c': {PANS[:5]!r}}}).style", {}),
-    ("HTML update", f"from IPython.display import display, HTML\nh = display('x', display_id=True)\nh.update(HTML('{A}'))", {}),  # noqa: E501
+    (
+        "HTML update",
+        "from IPython.display import display, HTML\n"
+        f"h = display('x', display_id=True)\nh.update(HTML('{A}'))",
+        {},
+    ),
     ("error", f"raise ValueError('{D}')", {}),
-    ("comm", f"from comm import create_comm\ncreate_comm(target_name='t', data={{'c': '{V}'}}, buffers=[b'{V}'])", {}),  # noqa: E501
+    (
+        "comm",
+        f"from comm import create_comm\ncreate_comm(target_name='t', data={{'c': '{V}'}}, buffers=[b'{V}'])",
+        {},
+    ),
     ("input prompt", f"input('card {M}: ')", {"stdin": "ok"}),
     ("user_expressions", f"ue = '{A}'", {"user_expressions": {"e": "ue"}}),
     ("pager", f"def f():\n    '''{D}'''\nf?", {}),

@@ -80,8 +80,10 @@ def test_complete_reply_dict_keys_and_dataframe_columns(kernel: Kernel) -> None:
 
 def test_history_reply(kernel: Kernel) -> None:
     kernel.ok(f"hist_card = '{D}'\nhist_card")
-    for kwargs in ({"hist_access_type": "tail", "n": 100, "output": True, "raw": True},
-                   {"hist_access_type": "search", "pattern": "hist_card*", "output": False}):
+    for kwargs in (
+        {"hist_access_type": "tail", "n": 100, "output": True, "raw": True},
+        {"hist_access_type": "search", "pattern": "hist_card*", "output": False},
+    ):
         reply = kernel.request("history", **kwargs)
         assert reply["content"]["history"], kwargs
         assert_masked(reply["content"], D, where=f"history_reply {kwargs['hist_access_type']}")

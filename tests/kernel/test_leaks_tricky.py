@@ -40,7 +40,6 @@ def assert_read_masked(cell_values: list[Any], shown: list[Any], pan: str, where
     )
 
 
-
 CASES: dict[str, tuple[str, str]] = {
     "full-width digits": (f"print('card {in_digits(V, 0xFF10)}')", V),
     "arabic-indic digits, grouped": (f"print('{in_digits(grouped(M, ' '), 0x0660)}')", M),

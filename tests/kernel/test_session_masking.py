@@ -61,7 +61,9 @@ def sent(session: MaskingSession, msg_type: str, content: dict[str, Any], **kwar
                           "metadata": {"note": A}, "transient": {"display_id": "d"}}, A),
     ],
 )  # fmt: skip
-def test_every_message_shape_is_masked(session: MaskingSession, msg_type: str, content: dict[str, Any], pan: str) -> None:  # noqa: E501
+def test_every_message_shape_is_masked(
+    session: MaskingSession, msg_type: str, content: dict[str, Any], pan: str
+) -> None:
     msg = sent(session, msg_type, content)
     assert_masked([msg["content"], msg["metadata"], msg["wire"]], pan, where=msg_type)
     if msg_type == "kernel_info_reply":

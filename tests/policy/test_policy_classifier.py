@@ -108,7 +108,7 @@ TABLE: list[tuple[str, str, str | None]] = [
     # --- SQL -------------------------------------------------------------------------------------------
     ("pd.read_sql('SELECT * FROM cards', con)", "approve", READ),
     ("pd.read_sql('select pan, expiry from customers', con)", "approve", READ),
-    ("pd.read_sql_query(\"\"\"\n  SELECT c.id, c.card_number\n  FROM customers c\n\"\"\", con)", "approve", READ),  # noqa: E501
+    ('pd.read_sql_query("""\n  SELECT c.id, c.card_number\n  FROM customers c\n""", con)', "approve", READ),
     ("pd.read_sql(f'SELECT * FROM cardholders WHERE id = {cid}', con)", "approve", READ),
     ("cur.execute('SELECT * FROM payments.card_vault')", "approve", READ),
     ("q = 'SELECT cvv FROM t'\ncur.execute(q)", "approve", READ),

@@ -51,11 +51,20 @@ def test_explain_json_from_file(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 def test_explain_with_policy_and_notebook(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     notebook = tmp_path / "n.ipynb"
-    notebook.write_text(json.dumps({"cells": [
-        {"cell_type": "markdown", "source": "# t"},
-        {"cell_type": "code", "source": ["x = 1\n", "x"]},
-        {"cell_type": "code", "source": "cur.execute('DELETE FROM cards')"},
-    ], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    notebook.write_text(
+        json.dumps(
+            {
+                "cells": [
+                    {"cell_type": "markdown", "source": "# t"},
+                    {"cell_type": "code", "source": ["x = 1\n", "x"]},
+                    {"cell_type": "code", "source": "cur.execute('DELETE FROM cards')"},
+                ],
+                "metadata": {},
+                "nbformat": 4,
+                "nbformat_minor": 5,
+            }
+        )
+    )
     strict = str(policies_dir() / "examples" / "strict.yaml")
     assert main(["policy", "explain", "--policy", strict, "--json", str(notebook)]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -64,9 +73,14 @@ def test_explain_with_policy_and_notebook(tmp_path: Path, capsys: pytest.Capture
 
 
 def test_explain_stdin_text_through_module_entry_point() -> None:
-    result = subprocess.run([sys.executable, "-m", "governed_server.cli", "policy", "explain", "-"],
-                            input="get_ipython().kernel.session = None\n", capture_output=True, text=True,
-                            timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "governed_server.cli", "policy", "explain", "-"],
+        input="get_ipython().kernel.session = None\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert "decision: deny" in result.stdout and "1:1 deny    control-tampering" in result.stdout
 

@@ -137,32 +137,81 @@ ADVERSARIAL_SQL = [
     "SELECT id, merchant, total FROM orders WHERE day = ?",
     "SELECT region, count(*) FROM stores WHERE year = gk_param_1 GROUP BY 1",
     "INSERT INTO report_runs (name) VALUES (?)",
-    "SELECT * FROM cards", "select * from CARDS", 'SELECT * FROM "Cards"', "SELECT * FROM `cards`",
-    "SELECT * FROM [cards]", "SELECT * FROM payments.card_vault", "SELECT * FROM prod.payments.pan_tokens",
-    'SELECT * FROM "payments"."card_vault"', "SELECT * FROM `proj.ds.cards`",
+    "SELECT * FROM cards",
+    "select * from CARDS",
+    'SELECT * FROM "Cards"',
+    "SELECT * FROM `cards`",
+    "SELECT * FROM [cards]",
+    "SELECT * FROM payments.card_vault",
+    "SELECT * FROM prod.payments.pan_tokens",
+    'SELECT * FROM "payments"."card_vault"',
+    "SELECT * FROM `proj.ds.cards`",
     "SELECT * FROM `proj`.ds.`pans`",
-    "SELECT * FROM a.b.c.cards", "SELECT * FROM a.b.c.d", "SELECT * FROM x..cards", "SELECT * FROM x..orders",
-    "SELECT pan FROM t", "SELECT t.pan FROM t", 'SELECT "PAN" FROM t', "SELECT `Pan` FROM t",
-    "SELECT car/**/d FROM t", "SELECT * FROM ca/*x*/rds", "SELECT * FROM card--x\n_vault",
-    "SELECT * FROM /* cards */ orders", "SELECT * FROM orders -- pan\n",
-    'SELECT * FROM U&"card\\0073"', 'SELECT * FROM U&"ord\\0065rs"', 'SELECT * FROM "ca""rds"',
-    "SELECT * FROM 'cards.csv'", "SELECT * FROM read_csv('card_dump.csv')", "SELECT * FROM 'orders.csv'",
-    "WITH c AS (SELECT * FROM cards) SELECT * FROM c", "WITH cards AS (SELECT 1 AS n) SELECT n FROM cards",
-    "SELECT * FROM v_customer_summary", "SELECT * FROM orders AS card", "SELECT cards.x FROM orders AS cards",
-    "DELETE FROM card_vault", "UPDATE customers SET pan = NULL", "INSERT INTO t (cvv) VALUES (1)",
-    "INSERT INTO summary SELECT count(*) FROM cards", "DROP TABLE pan_archive", "TRUNCATE TABLE cardholders",
-    "ALTER TABLE cards ADD COLUMN x INT", "CREATE TABLE t (pan TEXT)", "CREATE VIEW v AS SELECT pan FROM t",
-    "MERGE INTO cards USING s ON cards.id = s.id WHEN MATCHED THEN DELETE", "COPY cards FROM 'x.csv'",
-    "GRANT SELECT ON cards TO bob", "EXPLAIN SELECT * FROM cards", "EXPLAIN SELECT * FROM orders",
-    "CALL refresh_cards()", "VACUUM", "SHOW TABLES", "SELEC * FORM orders", "SELECT * FROM",
-    "SELECT * FROM orders WHERE note = 'pan'", "SELECT * FROM gk_param_0", "SELECT * FROM orders gk_param_1",
-    "SELECT * FROM GK_PARAM_2", "SELECT * FROM orders; SELECT * FROM cards", "hello world",
-    "select x from orders where y in (select cvv from t)", "SELECT COUNT(*) FROM pans",
-    "SELECT * FROM japan_sales", "SELECT name FROM company", "SELECT * FROM \uff43\uff41\uff52\uff44\uff53",
-    "SELECT * FROM orders WHERE x = 'a\\'b'", "SELECT * FROM orders, LATERAL (SELECT pan FROM t) x",
+    "SELECT * FROM a.b.c.cards",
+    "SELECT * FROM a.b.c.d",
+    "SELECT * FROM x..cards",
+    "SELECT * FROM x..orders",
+    "SELECT pan FROM t",
+    "SELECT t.pan FROM t",
+    'SELECT "PAN" FROM t',
+    "SELECT `Pan` FROM t",
+    "SELECT car/**/d FROM t",
+    "SELECT * FROM ca/*x*/rds",
+    "SELECT * FROM card--x\n_vault",
+    "SELECT * FROM /* cards */ orders",
+    "SELECT * FROM orders -- pan\n",
+    'SELECT * FROM U&"card\\0073"',
+    'SELECT * FROM U&"ord\\0065rs"',
+    'SELECT * FROM "ca""rds"',
+    "SELECT * FROM 'cards.csv'",
+    "SELECT * FROM read_csv('card_dump.csv')",
+    "SELECT * FROM 'orders.csv'",
+    "WITH c AS (SELECT * FROM cards) SELECT * FROM c",
+    "WITH cards AS (SELECT 1 AS n) SELECT n FROM cards",
+    "SELECT * FROM v_customer_summary",
+    "SELECT * FROM orders AS card",
+    "SELECT cards.x FROM orders AS cards",
+    "DELETE FROM card_vault",
+    "UPDATE customers SET pan = NULL",
+    "INSERT INTO t (cvv) VALUES (1)",
+    "INSERT INTO summary SELECT count(*) FROM cards",
+    "DROP TABLE pan_archive",
+    "TRUNCATE TABLE cardholders",
+    "ALTER TABLE cards ADD COLUMN x INT",
+    "CREATE TABLE t (pan TEXT)",
+    "CREATE VIEW v AS SELECT pan FROM t",
+    "MERGE INTO cards USING s ON cards.id = s.id WHEN MATCHED THEN DELETE",
+    "COPY cards FROM 'x.csv'",
+    "GRANT SELECT ON cards TO bob",
+    "EXPLAIN SELECT * FROM cards",
+    "EXPLAIN SELECT * FROM orders",
+    "CALL refresh_cards()",
+    "VACUUM",
+    "SHOW TABLES",
+    "SELEC * FORM orders",
+    "SELECT * FROM",
+    "SELECT * FROM orders WHERE note = 'pan'",
+    "SELECT * FROM gk_param_0",
+    "SELECT * FROM orders gk_param_1",
+    "SELECT * FROM GK_PARAM_2",
+    "SELECT * FROM orders; SELECT * FROM cards",
+    "hello world",
+    "select x from orders where y in (select cvv from t)",
+    "SELECT COUNT(*) FROM pans",
+    "SELECT * FROM japan_sales",
+    "SELECT name FROM company",
+    "SELECT * FROM \uff43\uff41\uff52\uff44\uff53",
+    "SELECT * FROM orders WHERE x = 'a\\'b'",
+    "SELECT * FROM orders, LATERAL (SELECT pan FROM t) x",
     "SELECT * FROM orders PIVOT (SUM(x) FOR y IN ('pan'))",
-    "SELECT * FROM TABLE(cards_fn())", "SELECT @pan FROM t", "SELECT $1 FROM t", "SELECT :pan FROM t",
-    "DESCRIBE cards", "USE payments", "SET x = 1", "SELECT 1.5e3, .5 FROM orders",
+    "SELECT * FROM TABLE(cards_fn())",
+    "SELECT @pan FROM t",
+    "SELECT $1 FROM t",
+    "SELECT :pan FROM t",
+    "DESCRIBE cards",
+    "USE payments",
+    "SET x = 1",
+    "SELECT 1.5e3, .5 FROM orders",
 ]
 DIALECTS = [None, "postgres", "bigquery", "tsql", "duckdb", "snowflake", "mysql"]
 
@@ -180,8 +229,14 @@ def test_sql_precheck_skips_only_clean_strings() -> None:
     tokenizer, _ = rules._tools()
     assert not rules._may_name_cardholder_data(tokenizer.tokenize("SELECT id, total FROM orders WHERE d = ?"))
     assert not rules._may_name_cardholder_data(tokenizer.tokenize("SELECT car/**/d FROM company"))
-    for sql in ("SELECT * FROM x.cards", "SELECT p.pan FROM t p", 'SELECT * FROM "CARDS"',
-                "SELECT * FROM a.b.c.cvv", "SELECT * FROM x..pan", "SELECT * FROM 'pans.csv'"):
+    for sql in (
+        "SELECT * FROM x.cards",
+        "SELECT p.pan FROM t p",
+        'SELECT * FROM "CARDS"',
+        "SELECT * FROM a.b.c.cvv",
+        "SELECT * FROM x..pan",
+        "SELECT * FROM 'pans.csv'",
+    ):
         assert rules._may_name_cardholder_data(tokenizer.tokenize(sql)), sql
     # No token holds the longest literal part of any pattern (``card``, ``pan``, ``cvv``…): no name
     # sqlglot builds from them can match, however long the dotted run.
@@ -195,11 +250,17 @@ def test_custom_patterns_across_dots_are_not_skipped() -> None:
     """A policy pattern may only match a qualified name (``vault.*``): the pre-check joins parts."""
     data = DataRules(cardholder_tables=("vault.*",), cardholder_columns=("secret?",))
     rules = SqlRules(data)
-    for sql in ("SELECT * FROM vault.accounts", "SELECT * FROM cat.vault.accounts", "SELECT secret1 FROM t",
-                "SELECT * FROM accounts", "SELECT * FROM `vault.accounts`"):
+    for sql in (
+        "SELECT * FROM vault.accounts",
+        "SELECT * FROM cat.vault.accounts",
+        "SELECT secret1 FROM t",
+        "SELECT * FROM accounts",
+        "SELECT * FROM `vault.accounts`",
+    ):
         for dialect in (None, "bigquery"):
-            data_d = DataRules(cardholder_tables=("vault.*",), cardholder_columns=("secret?",),
-                               sql_dialect=dialect)
+            data_d = DataRules(
+                cardholder_tables=("vault.*",), cardholder_columns=("secret?",), sql_dialect=dialect
+            )
             assert SqlRules(data_d).analyze(sql) == _reference(data_d, sql), (dialect, sql)
     assert rules.analyze("SELECT * FROM vault.accounts")[0].kind == "cardholder_read"
 
@@ -240,14 +301,37 @@ def test_words_are_those_of_the_word_pattern() -> None:
 
 
 BINDINGS = [
-    "x = os", "x: int = os", "(x) = os", "((x)) = os", "a = x = os", "print((x := os))", "x = \\\n    os",
-    "(x  # a comment\n) = os", "(x\n:= os)", "print((x\n\\\n:= os))", "s = 'a#'; x = os",
-    "t = \"#=\"; x = os",
-    "if True: x = os", "for i in []:\n    x = os", "def f():\n    x = os", "x=os", "x :int=os",
-    "(x  # c\n# d\n) = os", "with open(p) as fh: x = os", "é = os", "x1 = os", "_x = os", "y = [x := os]",
-    "import sys; s = '#'; x = os", "import sys  # note\nx = os", "import sys as x  # a = b",
+    "x = os",
+    "x: int = os",
+    "(x) = os",
+    "((x)) = os",
+    "a = x = os",
+    "print((x := os))",
+    "x = \\\n    os",
+    "(x  # a comment\n) = os",
+    "(x\n:= os)",
+    "print((x\n\\\n:= os))",
+    "s = 'a#'; x = os",
+    't = "#="; x = os',
+    "if True: x = os",
+    "for i in []:\n    x = os",
+    "def f():\n    x = os",
+    "x=os",
+    "x :int=os",
+    "(x  # c\n# d\n) = os",
+    "with open(p) as fh: x = os",
+    "é = os",
+    "x1 = os",
+    "_x = os",
+    "y = [x := os]",
+    "import sys; s = '#'; x = os",
+    "import sys  # note\nx = os",
+    "import sys as x  # a = b",
     "f(a, x=1); x = os",
-    "print(a, (x := os))", "a, b = x = os, 1", "s = '(x #'; x = os", "s = ', x #'; x = os",
+    "print(a, (x := os))",
+    "a, b = x = os, 1",
+    "s = '(x #'; x = os",
+    "s = ', x #'; x = os",
 ]
 
 
@@ -272,8 +356,10 @@ def test_binding_sites_cover_what_python_binds(code: str) -> None:
 
 
 def test_keyword_arguments_and_import_comments_are_not_bindings() -> None:
-    cell = ("import os  # compute the fraud rate\nf(a, rate=1, fraud=2)\n"
-            "fig, ax = plt.subplots(figsize=(10, 4))\n")
+    cell = (
+        "import os  # compute the fraud rate\nf(a, rate=1, fraud=2)\n"
+        "fig, ax = plt.subplots(figsize=(10, 4))\n"
+    )
     chunks = split(cell)
     assert chunks is not None
     words = Words(chunks)
@@ -294,13 +380,33 @@ def test_fixed_character_passes_find_every_match() -> None:
 # --- whole cells --------------------------------------------------------------------------------------------
 
 FRAGMENTS = [
-    "x = os", "s = 'a#'; y = os", "(z  # c\n) = subprocess", "print((w\n:= os))",
+    "x = os",
+    "s = 'a#'; y = os",
+    "(z  # c\n) = subprocess",
+    "print((w\n:= os))",
     "q = 'SELECT pan FROM cards'",
-    "r = 'SELECT id FROM orders'", "df = pd.read_csv('x.csv')", "total = df['amount'].sum()",
-    "x.system('id')", "y.popen('id')", "z.run(['ls'])", "w.system('id')", "cur.execute(q)", "cur.execute(r)",
-    "import os", "import subprocess as sp", "sp.run(['ls'])", "# x = os", "h = '''\nx = os\n'''",
-    "def f(a=os):\n    return a.system('id')", "@decorator\ndef g():\n    pass", "k = 1 \\\n    + 2",
-    "u = 1 if x else y", "v = 0x1f", "print('#', 'x = os')", "n: int = 3", "m = {'a': os}",
+    "r = 'SELECT id FROM orders'",
+    "df = pd.read_csv('x.csv')",
+    "total = df['amount'].sum()",
+    "x.system('id')",
+    "y.popen('id')",
+    "z.run(['ls'])",
+    "w.system('id')",
+    "cur.execute(q)",
+    "cur.execute(r)",
+    "import os",
+    "import subprocess as sp",
+    "sp.run(['ls'])",
+    "# x = os",
+    "h = '''\nx = os\n'''",
+    "def f(a=os):\n    return a.system('id')",
+    "@decorator\ndef g():\n    pass",
+    "k = 1 \\\n    + 2",
+    "u = 1 if x else y",
+    "v = 0x1f",
+    "print('#', 'x = os')",
+    "n: int = 3",
+    "m = {'a': os}",
     "m['a'].system('id')",
 ]
 
@@ -317,14 +423,19 @@ def test_random_cells_decide_as_the_whole_cell_scan() -> None:
 
 
 PLACEHOLDER_SQL = [
-    "SELECT * FROM gk_param_0", "SELECT * FROM orders gk_param_1",
-    "SELECT * FROM orders AS o WHERE x = gk_param_2", "SELECT * FROM s.gk_param_3",
+    "SELECT * FROM gk_param_0",
+    "SELECT * FROM orders gk_param_1",
+    "SELECT * FROM orders AS o WHERE x = gk_param_2",
+    "SELECT * FROM s.gk_param_3",
     'SELECT * FROM "gk_param_4"',
-    "SELECT * FROM read_csv(gk_param_5)", "DELETE FROM gk_param_6 WHERE a = 1",
-    "INSERT INTO gk_param_7 (a) VALUES (1)", "UPDATE t SET a = gk_param_8",
+    "SELECT * FROM read_csv(gk_param_5)",
+    "DELETE FROM gk_param_6 WHERE a = 1",
+    "INSERT INTO gk_param_7 (a) VALUES (1)",
+    "UPDATE t SET a = gk_param_8",
     "SELECT * FROM orders TABLESAMPLE (gk_param_9 ROWS)",
     "SELECT * FROM orders FOR SYSTEM_TIME AS OF gk_param_10",
-    'SELECT * FROM U&"gk\\005fparam"', "SELECT * FROM (SELECT gk_param_11 FROM t) AS q",
+    'SELECT * FROM U&"gk\\005fparam"',
+    "SELECT * FROM (SELECT gk_param_11 FROM t) AS q",
 ]
 
 
@@ -340,8 +451,27 @@ def test_met_depends_only_on_the_word_set() -> None:
     """The classifier asks :meth:`Triggers.met` once per distinct word set of a cell (frozen): the answer
     must not depend on the set's type or on the order the words were added in."""
     triggers = Classifier(load_policy(policies_dir() / "pci-dss.yaml")).triggers
-    vocabulary = ["os", "system", "subprocess", "run", "read_sql", "execute", "requests", "get", "exec",
-                  "popen", "path", "join", "df", "pd", "sql", "to_sql", "ctypes", "get_ipython", "kernel"]
+    vocabulary = [
+        "os",
+        "system",
+        "subprocess",
+        "run",
+        "read_sql",
+        "execute",
+        "requests",
+        "get",
+        "exec",
+        "popen",
+        "path",
+        "join",
+        "df",
+        "pd",
+        "sql",
+        "to_sql",
+        "ctypes",
+        "get_ipython",
+        "kernel",
+    ]
     rng = random.Random(11)
     for _ in range(500):
         words = rng.sample(vocabulary, rng.randint(1, 5))
@@ -359,8 +489,15 @@ def test_the_bindings_shortcut_decides_as_the_full_closure(monkeypatch: pytest.M
         assert CLASSIFIER.classify_uncached(cell) == decided, cell
 
 
-@pytest.mark.parametrize("use", ["globals()['a' 'b'].system('id')", "vars()['\\x61b'].system('id')",
-                                 "globals()[b'ab'].system('id')", "x = globals()['a' 'b']\nx.system('id')"])
+@pytest.mark.parametrize(
+    "use",
+    [
+        "globals()['a' 'b'].system('id')",
+        "vars()['\\x61b'].system('id')",
+        "globals()[b'ab'].system('id')",
+        "x = globals()['a' 'b']\nx.system('id')",
+    ],
+)
 def test_names_reached_through_strings_the_text_does_not_show(use: str) -> None:
     """A statement reads the variables its strings name (``globals()[key]``): the binders of a name
     written with escapes or split across literals are read too (the words of the text do not show it)."""

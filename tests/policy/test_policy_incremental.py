@@ -27,8 +27,11 @@ CLASSIFIER = Classifier(POLICY)
 
 
 def _key(decision: Decision) -> tuple[object, ...]:
-    return (decision.action, decision.notes,
-            tuple((f.rule_id, f.criterion, f.subject, f.reason, f.span) for f in decision.findings))
+    return (
+        decision.action,
+        decision.notes,
+        tuple((f.rule_id, f.criterion, f.subject, f.reason, f.span) for f in decision.findings),
+    )
 
 
 def _filler(rng: random.Random, count: int) -> str:

@@ -87,7 +87,11 @@ PROC = "processes-and-native-code"
     ("code", "rule", "ename"),
     [
         ("getattr(__import__('o' + 's'), 'sys' + 'tem')('id')", PROC, "PermissionError"),
-        ("import base64\nexec(base64.b64decode('aW1wb3J0IG9zOyBvcy5zeXN0ZW0oImlkIik='))", PROC, "PermissionError"),  # noqa: E501
+        (
+            "import base64\nexec(base64.b64decode('aW1wb3J0IG9zOyBvcy5zeXN0ZW0oImlkIik='))",
+            PROC,
+            "PermissionError",
+        ),
         ("__import__('subprocess').run(['true'])", PROC, "PermissionError"),
         ("import os\nos.execv('/bin/true', ['true'])", PROC, "PermissionError"),
         ("import os\nos.posix_spawn('/bin/true', ['true'], {})", PROC, "PermissionError"),
@@ -96,7 +100,11 @@ PROC = "processes-and-native-code"
         ("import ctypes\nctypes.CDLL('libc.so.6')", PROC, "PermissionError"),
         ("import socket\nsocket.socket().connect(('203.0.113.9', 9))", "network-egress", "PermissionError"),
         ("import socket\nsocket.getaddrinfo('exfil.example.com', 443)", "network-egress", "PermissionError"),
-        ("import urllib.request\nurllib.request.urlopen('http://203.0.113.9/', timeout=1)", "network-egress", "URLError"),  # noqa: E501
+        (
+            "import urllib.request\nurllib.request.urlopen('http://203.0.113.9/', timeout=1)",
+            "network-egress",
+            "URLError",
+        ),
     ],
 )
 def test_evasions_are_stopped(kernel: Kernel, code: str, rule: str, ename: str) -> None:
@@ -128,8 +136,10 @@ def test_write_outside_allowed_folders_is_stopped(kernel: Kernel) -> None:
     kernel.blocked(f"import pathlib\npathlib.Path({str(target)!r}).write_text('x')", "file-writes")
     kernel.blocked(f"import os\nos.rename('missing', {str(target)!r})", "file-writes")
     assert not target.exists()
-    kernel.ok("open('inside.csv', 'w').write('a,b\\n1,2\\n')\nimport tempfile\n"
-              "open(tempfile.gettempdir() + '/t.txt', 'w').close()")
+    kernel.ok(
+        "open('inside.csv', 'w').write('a,b\\n1,2\\n')\nimport tempfile\n"
+        "open(tempfile.gettempdir() + '/t.txt', 'w').close()"
+    )
     assert (kernel.workdir / "inside.csv").exists()
 
 
@@ -139,13 +149,16 @@ def test_thread_started_by_the_cell_is_guarded(kernel: Kernel) -> None:
         "def work():\n"
         "    try:\n        os.system('true'); result.append('ran')\n"
         "    except PermissionError as error:\n        result.append('blocked')\n"
-        "t = threading.Thread(target=work); t.start(); t.join(); print(result)")
+        "t = threading.Thread(target=work); t.start(); t.join(); print(result)"
+    )
     assert "blocked" in out
 
 
 def test_new_audit_hooks_are_refused(kernel: Kernel) -> None:
-    out = kernel.ok("import sys\ncalls = []\nsys.addaudithook(lambda e, a: calls.append(e))\n"
-                    "sys.audit('gk.probe')\nprint(len(calls))")
+    out = kernel.ok(
+        "import sys\ncalls = []\nsys.addaudithook(lambda e, a: calls.append(e))\n"
+        "sys.audit('gk.probe')\nprint(len(calls))"
+    )
     assert out.strip() == "0"
 
 
@@ -160,12 +173,14 @@ def test_safe_cells_and_kernel_machinery_are_untouched(kernel: Kernel) -> None:
         "df = pd.DataFrame({'m': np.arange(1000) % 7, 'amount': np.arange(1000.0)})\n"
         "df.to_csv('frame.csv', index=False)\n"
         "back = pd.read_csv('frame.csv')\n"
-        "print(int(back.groupby('m')['amount'].sum().sum()), len(os.listdir('.')) > 0)")
+        "print(int(back.groupby('m')['amount'].sum().sum()), len(os.listdir('.')) > 0)"
+    )
     assert out.split() == ["499500", "True"]
     from IPython.display import display  # noqa: F401  (display_data goes through the kernel's session)
 
-    assert "hello" in kernel.ok("from IPython.display import display, HTML\ndisplay(HTML('<b>hello</b>'))\n"
-                                "print('hello')")
+    assert "hello" in kernel.ok(
+        "from IPython.display import display, HTML\ndisplay(HTML('<b>hello</b>'))\nprint('hello')"
+    )
     assert kernel.km.is_alive()
     kernel.kc.history(hist_access_type="tail", n=5)
     reply = kernel.kc.get_shell_msg(timeout=10)
@@ -195,7 +210,8 @@ def test_heavy_safe_work_runs_under_the_guard_and_the_guard_detaches(kernel: Ker
         "    for _ in range(n):\n"
         "        sys.audit('gk.probe')\n"
         "    return (time.perf_counter() - start) / n * 1e9\n"
-        "import sys")
+        "import sys"
+    )
     kernel.ok("_gk_detach()")
     # Interleave guarded and unguarded runs in one cell so machine load hits both alike.
     out = kernel.ok(
@@ -207,12 +223,15 @@ def test_heavy_safe_work_runs_under_the_guard_and_the_guard_detaches(kernel: Ker
         "with _gk_guard.activate():\n"
         "    ge = min(_gk_events() for _ in range(3))\n"
         "pe = min(_gk_events() for _ in range(3))\n"
-        "print(min(g), min(p), ge, pe)")
+        "print(min(g), min(p), ge, pe)"
+    )
     guarded_work, plain_work, guarded_event, plain_event = map(float, out.split())
     overhead = guarded_work / plain_work - 1
-    print(f"\nheavy safe cell: guarded {guarded_work * 1e3:.1f} ms, unguarded {plain_work * 1e3:.1f} ms "
-          f"(overhead {overhead:+.1%}); per audit event: guarded {guarded_event:.0f} ns, "
-          f"inactive {plain_event:.0f} ns")
+    print(
+        f"\nheavy safe cell: guarded {guarded_work * 1e3:.1f} ms, unguarded {plain_work * 1e3:.1f} ms "
+        f"(overhead {overhead:+.1%}); per audit event: guarded {guarded_event:.0f} ns, "
+        f"inactive {plain_event:.0f} ns"
+    )
     assert guarded_work > 0 and plain_work > 0 and guarded_event > 0
     # After detaching, the same process creation works again: the guard is off outside guarded cells.
     assert kernel.ok("import os\nprint(os.system('true'))").strip() == "0"

@@ -28,8 +28,30 @@ def _sites_reference(reverse: str, comments: bool) -> set[str] | None:
     return found
 
 
-_ALPHABET = ["a", "b", "x1", " ", "\t", "\n", "=", ":", "(", ")", ",", "\\", "#", "==", ":=", "'", "f", "1",
-             "\u0661", "\u00b2", "é", "_"]
+_ALPHABET = [
+    "a",
+    "b",
+    "x1",
+    " ",
+    "\t",
+    "\n",
+    "=",
+    ":",
+    "(",
+    ")",
+    ",",
+    "\\",
+    "#",
+    "==",
+    ":=",
+    "'",
+    "f",
+    "1",
+    "\u0661",
+    "\u00b2",
+    "é",
+    "_",
+]
 
 
 def test_sites_matches_the_match_by_match_loop() -> None:
@@ -44,19 +66,24 @@ def test_where_skips_to_the_next_piece_without_losing_any() -> None:
     rng = random.Random(11)
     words = ["df", "x", "df2", "os", "a_df", "2df"]
     for _ in range(2_000):
-        lines = [" ".join(rng.choice(words) + rng.choice(["", "=", ".", "(", " df"]) for _ in range(3))
-                 for _ in range(rng.randint(1, 8))]
-        cell = "\n".join(("    " + line if i and rng.random() < 0.3 else line)
-                         for i, line in enumerate(lines))
+        lines = [
+            " ".join(rng.choice(words) + rng.choice(["", "=", ".", "(", " df"]) for _ in range(3))
+            for _ in range(rng.randint(1, 8))
+        ]
+        cell = "\n".join(
+            ("    " + line if i and rng.random() < 0.3 else line) for i, line in enumerate(lines)
+        )
         chunks = K.split(cell + "\n")
         if chunks is None:
             continue
         found = K.Words(chunks)
         for name in ("df", "x", "os"):
-            expected = {chunks.index_of(m.start())
-                        for m in re.finditer(rf"(?<![^\W\d]){re.escape(name)}(?!\w)", chunks.text)
-                        if not re.match(r"\w", chunks.text[m.start() - 1: m.start()]) or
-                        chunks.text[m.start() - 1].isdigit()}
+            expected = {
+                chunks.index_of(m.start())
+                for m in re.finditer(rf"(?<![^\W\d]){re.escape(name)}(?!\w)", chunks.text)
+                if not re.match(r"\w", chunks.text[m.start() - 1 : m.start()])
+                or chunks.text[m.start() - 1].isdigit()
+            }
             assert found.where([name]) == expected, (cell, name)
 
 
@@ -67,11 +94,17 @@ def test_cardholder_prefilter_on_dotted_and_plain_names() -> None:
 
     rules = SqlRules(load_policy(str(default_policy_path())).data)
     tokens = rules._tools()[0].tokenize
-    for sql, may in [("SELECT id FROM orders", False), ("SELECT pan FROM orders", True),
-                     ("SELECT o.pan FROM s.orders o", True), ("SELECT id FROM s.card_vault", True),
-                     ('SELECT "a.pan" FROM t', True), ("SELECT id FROM a.b.c.d", False),
-                     ("SELECT id FROM a.b.c.pan", True),
-                     ("SELECT x FROM card_vault", True), ("SELECT a.id FROM s.t a", False)]:
+    for sql, may in [
+        ("SELECT id FROM orders", False),
+        ("SELECT pan FROM orders", True),
+        ("SELECT o.pan FROM s.orders o", True),
+        ("SELECT id FROM s.card_vault", True),
+        ('SELECT "a.pan" FROM t', True),
+        ("SELECT id FROM a.b.c.d", False),
+        ("SELECT id FROM a.b.c.pan", True),
+        ("SELECT x FROM card_vault", True),
+        ("SELECT a.id FROM s.t a", False),
+    ]:
         assert rules._may_name_cardholder_data(tokens(sql)) is may, sql
 
 
@@ -81,8 +114,20 @@ def test_one_line_shell_escape_is_written_as_ipython_writes_it() -> None:
     from governed_kernel.policy.source import _shell_line
 
     manager = TransformerManager()
-    alphabet = [*"abcz019_./*'\" \t=:@+%<>|&{}$()[]#-", "ls", " -la", "data/", "'*.csv'", "\\", "?", "!", ";",
-                "é", "!!", "!="]
+    alphabet = [
+        *"abcz019_./*'\" \t=:@+%<>|&{}$()[]#-",
+        "ls",
+        " -la",
+        "data/",
+        "'*.csv'",
+        "\\",
+        "?",
+        "!",
+        ";",
+        "é",
+        "!!",
+        "!=",
+    ]
     prefixes = ["", "x = ", "files=", "f1 =  ", "_ =\t", "1x = ", "x.y = ", "if = ", " ", "x == "]
     rng = random.Random(5)
     handled = 0
@@ -97,13 +142,38 @@ def test_one_line_shell_escape_is_written_as_ipython_writes_it() -> None:
     assert handled > 1_000
     assert _shell_line("!ls -la data/\n") == "get_ipython().system('ls -la data/')\n"
     assert _shell_line("files = !find . -name '*.csv'\n") == (
-        "files = get_ipython().getoutput(\"find . -name '*.csv'\")\n")
+        "files = get_ipython().getoutput(\"find . -name '*.csv'\")\n"
+    )
     for other in ("!!ls", "!ls?", "  !ls", "!ls\n!pwd", "x = !!ls", "!ls \\\n -la", "if = !ls", "!=1"):
         assert _shell_line(other) is None, other
 
 
-_BIND_ALPHABET = ["a", "b", "x1", "ab", " ", "\t", "\n", "=", ":", "(", ")", ",", "\\", "#", "==", ":=", "'",
-                  "1", "_", ".", "[", "]", "\x0b", "import "]
+_BIND_ALPHABET = [
+    "a",
+    "b",
+    "x1",
+    "ab",
+    " ",
+    "\t",
+    "\n",
+    "=",
+    ":",
+    "(",
+    ")",
+    ",",
+    "\\",
+    "#",
+    "==",
+    ":=",
+    "'",
+    "1",
+    "_",
+    ".",
+    "[",
+    "]",
+    "\x0b",
+    "import ",
+]
 
 
 def test_may_bind_covers_every_binding_site() -> None:
@@ -111,8 +181,10 @@ def test_may_bind_covers_every_binding_site() -> None:
     name some piece may bind, and agree with the whole-text pass when that pass is what answers."""
     rng = random.Random(13)
     for _ in range(6_000):
-        lines = ["".join(rng.choice(_BIND_ALPHABET) for _ in range(rng.randint(0, 10)))
-                 for _ in range(rng.randint(1, 5))]
+        lines = [
+            "".join(rng.choice(_BIND_ALPHABET) for _ in range(rng.randint(0, 10)))
+            for _ in range(rng.randint(1, 5))
+        ]
         chunks = K.split("\n".join(lines) + "\n")
         if chunks is None:
             continue
@@ -125,8 +197,25 @@ def test_may_bind_covers_every_binding_site() -> None:
 
 def test_whole_cell_syntax_check_matches_the_pattern() -> None:
     rng = random.Random(19)
-    alphabet = ["%", "%%", ".", "...", ":", "In [", "[nav] ", "[ins] ", "1", "]", ":", " ", "\t", "\n", "x",
-                ">>>", ">"]
+    alphabet = [
+        "%",
+        "%%",
+        ".",
+        "...",
+        ":",
+        "In [",
+        "[nav] ",
+        "[ins] ",
+        "1",
+        "]",
+        ":",
+        " ",
+        "\t",
+        "\n",
+        "x",
+        ">>>",
+        ">",
+    ]
     for _ in range(20_000):
         cell = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
         old = K._WHOLE_CELL_SYNTAX.search(cell) is not None
@@ -136,8 +225,10 @@ def test_whole_cell_syntax_check_matches_the_pattern() -> None:
 def test_lines_counted_on_demand_match_the_text() -> None:
     rng = random.Random(23)
     for _ in range(500):
-        lines = [rng.choice(["x = 1", "for i in y:", "    z = i", "def f():", "    return 1", "", "# c"])
-                 for _ in range(rng.randint(1, 30))]
+        lines = [
+            rng.choice(["x = 1", "for i in y:", "    z = i", "def f():", "    return 1", "", "# c"])
+            for _ in range(rng.randint(1, 30))
+        ]
         chunks = K.split("\n".join(lines) + "\n")
         if chunks is None:
             continue
@@ -153,8 +244,9 @@ def test_cardholder_literal_test_only_where_it_is_exact() -> None:
 
     for tables, columns in [(("*",), ()), (("vault.*",), ()), (("[!]]x",), ()), (("c?rd",), ("x[0-9]",))]:
         assert SqlRules(DataRules(cardholder_tables=tables, cardholder_columns=columns))._literals is None
-    rules = SqlRules(DataRules(cardholder_tables=("*card*", "pan_*", "pan"),
-                               cardholder_columns=("cvv", "*_pan")))
+    rules = SqlRules(
+        DataRules(cardholder_tables=("*card*", "pan_*", "pan"), cardholder_columns=("cvv", "*_pan"))
+    )
     assert rules._literals == ("card", "cvv", "pan")  # ``_pan`` and ``pan_`` hold ``pan``: not needed
     tokens = rules._tools()[0].tokenize
     assert not rules._may_name_cardholder_data(tokens("SELECT a.b.c.d FROM x..y"))

@@ -174,4 +174,4 @@ def _scoped_flags(pattern: str) -> str:
     """``(?i)^cvv$`` → ``(?i:^cvv$)``: a leading global flag cannot stand inside an alternation
     (an error since Python 3.11), and policies write column rules that way."""
     match = _GLOBAL_FLAGS.match(pattern)
-    return f"(?{match.group(1)}:{pattern[match.end():]})" if match else pattern
+    return f"(?{match.group(1)}:{pattern[match.end() :]})" if match else pattern

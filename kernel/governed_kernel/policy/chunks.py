@@ -34,12 +34,16 @@ as its target, which the binding sites below rely on)."""
 _FIRST_BOUNDARY = re.compile(r"(?![ \t\n#)\]}.=:\\])(?!(?:else|elif|except|finally)\b)")
 _STRINGS = re.compile(
     r"#[^\n]*|'''(?:\\.|[^\\])*?'''|\"\"\"(?:\\.|[^\\])*?\"\"\"|'(?:\\.|[^'\\\n])*'|\"(?:\\.|[^\"\\\n])*\"",
-    re.DOTALL)
+    re.DOTALL,
+)
 _WHOLE_CELL_SYNTAX = re.compile(
-    r">>>|^[ \t]*%%|^[ \t]*\.{3,}:|^(?:(?:\[nav\]|\[ins\])? )?In \[\d+\]:", re.MULTILINE)
+    r">>>|^[ \t]*%%|^[ \t]*\.{3,}:|^(?:(?:\[nav\]|\[ins\])? )?In \[\d+\]:", re.MULTILINE
+)
 """IPython syntax that rewrites the whole cell: pasted prompts (doctest ``>>>`` anywhere)."""
-_LITERALS = {literal: re.compile(re.escape(literal)) for literal in
-             (">>>", "%%", "..", "In [", "'''", '"""', "\\\n", "\n=")}
+_LITERALS = {
+    literal: re.compile(re.escape(literal))
+    for literal in (">>>", "%%", "..", "In [", "'''", '"""', "\\\n", "\n=")
+}
 """Searches for fixed strings of a few characters. A compiled pattern finds them about twice as fast as
 ``in`` (CPython's substring search slows down when the needle's last character is common, as ``.`` or
 a quote is in code); a single character is found with ``memchr``, fastest, so it is tested first where
@@ -62,11 +66,14 @@ whole run of word characters; a run whose last character (the name's first) is a
 that asks for a non-digit at the run's end, which backtracks on every match, and finds the same names
 at the same ``=``)."""
 _REV_ANNOTATED = re.compile(
-    r":(?<!=:)([\s\\)]*)(?:(\w*[^\W\d])(?!\w)(?:\s*\()*(?:[ \t]|\n\\)*(?=[;:\n]|\Z))?")
+    r":(?<!=:)([\s\\)]*)(?:(\w*[^\W\d])(?!\w)(?:\s*\()*(?:[ \t]|\n\\)*(?=[;:\n]|\Z))?"
+)
 """Reversed ``name: T`` at the start of a simple statement (``^``, ``;`` or ``:`` before it)."""
 _KEYWORDS = frozenset(kwlist) | {"as"}
-_EQ_FLAT = bytes(c if (48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c in b"_=\n") else
-                 61 if c == 58 else 32 for c in range(256))
+_EQ_FLAT = bytes(
+    c if (48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c in b"_=\n") else 61 if c == 58 else 32
+    for c in range(256)
+)
 """ASCII bytes → word characters, ``=`` and line breaks themselves, ``:`` → ``=``, others a space."""
 _GAP_BYTES = b" \t\x0b\x0c\r\x1c\x1d\x1e\x1f)\\"
 """What may stand between a bound name and its ``=``/``:`` but a line break (ASCII white space, ``)``,
@@ -111,10 +118,17 @@ class Chunks:
 def _whole_cell_syntax(cell: str) -> bool:
     """Whether :data:`_WHOLE_CELL_SYNTAX` matches, from cheaper searches: ``>>>`` anywhere, and the line
     patterns only when the cell holds ``%%``, ``..`` or ``In [``."""
-    return bool((">" in cell and _LITERALS[">>>"].search(cell))
-                or ((("%" in cell and _LITERALS["%%"].search(cell)) or _LITERALS[".."].search(cell)
-                     or ("I" in cell and _LITERALS["In ["].search(cell)))
-                    and (_LINE_START_WHOLE_CELL.search(cell) or _FIRST_LINE_WHOLE_CELL.match(cell))))
+    return bool(
+        (">" in cell and _LITERALS[">>>"].search(cell))
+        or (
+            (
+                ("%" in cell and _LITERALS["%%"].search(cell))
+                or _LITERALS[".."].search(cell)
+                or ("I" in cell and _LITERALS["In ["].search(cell))
+            )
+            and (_LINE_START_WHOLE_CELL.search(cell) or _FIRST_LINE_WHOLE_CELL.match(cell))
+        )
+    )
 
 
 def split(cell: str) -> Chunks | None:
@@ -122,8 +136,11 @@ def split(cell: str) -> Chunks | None:
     if "\r" in cell or "\x0c" in cell or "\x00" in cell:
         return None
     stripped = cell.lstrip(" \t\n")
-    if not stripped or stripped.startswith("%%") or not (cell[: len(cell) - len(stripped)].endswith("\n")
-                                                         or len(stripped) == len(cell)):
+    if (
+        not stripped
+        or stripped.startswith("%%")
+        or not (cell[: len(cell) - len(stripped)].endswith("\n") or len(stripped) == len(cell))
+    ):
         return None  # empty, a cell magic, or a first line that IPython would dedent
     if _whole_cell_syntax(cell):
         return None
@@ -141,8 +158,11 @@ def split(cell: str) -> Chunks | None:
         starts.pop()
     if not starts:
         return None
-    if (("'" in cell and _LITERALS["'''"].search(cell)) or ('"' in cell and _LITERALS['"""'].search(cell))
-            or ("\\" in cell and _LITERALS["\\\n"].search(cell))):
+    if (
+        ("'" in cell and _LITERALS["'''"].search(cell))
+        or ('"' in cell and _LITERALS['"""'].search(cell))
+        or ("\\" in cell and _LITERALS["\\\n"].search(cell))
+    ):
         spans = [(m.start(), m.end()) for m in _STRINGS.finditer(cell) if "\n" in m.group()]
         if spans:
             inside = [s for s in starts if any(a < s < b for a, b in spans)]
@@ -191,8 +211,11 @@ class Words:
         self._all: set[str] | None = None
         self._digit_led: set[str] = set()
         # Pieces with the same text have the same words and bindings: computed once per text.
-        self.keys: list[str] = (chunks.sources if text is chunks.cell or text == chunks.cell else
-                                [text[a:b] for a, b in zip(chunks.starts, self.ends, strict=True)])
+        self.keys: list[str] = (
+            chunks.sources
+            if text is chunks.cell or text == chunks.cell
+            else [text[a:b] for a, b in zip(chunks.starts, self.ends, strict=True)]
+        )
         self._of: dict[str, set[str]] = {}
         self._bound: dict[str, set[str]] = {}
         self._where: dict[str, set[int]] = {}
@@ -224,7 +247,7 @@ class Words:
             if self.flat is None:
                 found = set(WORD.findall(self.chunks.text, start, end))
             else:
-                found = set(self.flat[start + 1:end + 1].split())
+                found = set(self.flat[start + 1 : end + 1].split())
                 if _DIGIT_LED.search(self.flat, start, end + 1):
                     found = {run.lstrip(_DIGITS) for run in found} - {""}
             self._of[key] = found
@@ -343,7 +366,6 @@ class Words:
         return self._bindable
 
 
-
 def _sites(reverse: str, comments: bool) -> set[str] | None:
     """The names bound in a reversed text; None when a gap crosses a line and the text has a ``#`` (a
     comment may hide the target: every word counts). Both patterns run in full (the regular-expression
@@ -351,11 +373,15 @@ def _sites(reverse: str, comments: bool) -> set[str] | None:
     comprehensions, which is cheaper than a Python loop over the matches."""
     assigns = _REV_ASSIGN.findall(reverse)
     annotated = _REV_ANNOTATED.findall(reverse)
-    if comments and ("\n" in "".join([match[1] for match in assigns])
-                     or "\n" in "".join([match[0] for match in annotated])):
+    if comments and (
+        "\n" in "".join([match[1] for match in assigns]) or "\n" in "".join([match[0] for match in annotated])
+    ):
         return None
-    found = {name for walrus, gap, name, before in assigns
-             if name and not name[-1].isdecimal() and (walrus or not before or ")" in gap)}
+    found = {
+        name
+        for walrus, gap, name, before in assigns
+        if name and not name[-1].isdecimal() and (walrus or not before or ")" in gap)
+    }
     found.update([name for _, name in annotated if name])
     return {name[::-1] for name in found}
 
@@ -388,4 +414,3 @@ def _import_words(source: str, words: set[str]) -> set[str]:
         return words
     kept = [line if "'" in line or '"' in line else line.partition("#")[0] for line in source.split("\n")]
     return set(WORD.findall("\n".join(kept)))
-

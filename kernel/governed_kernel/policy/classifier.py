@@ -50,9 +50,15 @@ _NORMALIZE = (
     ("posix.", "os."),
     ("nt.", "os."),
 )
-_BUILTIN_ALIASES = {"builtins.exec": "exec", "builtins.eval": "eval", "builtins.compile": "compile",
-                    "builtins.getattr": "getattr", "builtins.__import__": "__import__",
-                    "importlib.__import__": "__import__", "importlib.import_module": "import_module"}
+_BUILTIN_ALIASES = {
+    "builtins.exec": "exec",
+    "builtins.eval": "eval",
+    "builtins.compile": "compile",
+    "builtins.getattr": "getattr",
+    "builtins.__import__": "__import__",
+    "importlib.__import__": "__import__",
+    "importlib.import_module": "import_module",
+}
 _CODE_RUNNERS = {
     "exec": "exec",
     "eval": "eval",
@@ -86,18 +92,29 @@ def _computed_lookup(bases: Iterable[str]) -> tuple[str, str, str]:
     return "dynamic", "getattr", "looks up a computed name in a module's namespace"
 
 
-_RUN_CODE = {"get_ipython().run_cell", "get_ipython().run_cell_async", "get_ipython().ex",
-             "get_ipython().ev", "get_ipython().run_code"}
+_RUN_CODE = {
+    "get_ipython().run_cell",
+    "get_ipython().run_cell_async",
+    "get_ipython().ex",
+    "get_ipython().ev",
+    "get_ipython().run_code",
+}
 _LINE_MAGIC = {"get_ipython().run_line_magic", "get_ipython().magic"}
 _CELL_MAGIC = "get_ipython().run_cell_magic"
 _CODE_MAGICS = {"time", "timeit", "prun", "capture", "debug"}
-_SHELL_CALLS = {"get_ipython().system", "get_ipython().getoutput", "get_ipython().system_raw",
-                "get_ipython().system_piped"}
+_SHELL_CALLS = {
+    "get_ipython().system",
+    "get_ipython().getoutput",
+    "get_ipython().system_raw",
+    "get_ipython().system_piped",
+}
 _SQL_PREFIXES = ("read_sql", "execute", "read_database")
 _SQL_TEXT_KEYWORDS = ("sql", "query", "statement", "operation", "sql_query")
 _REMOTE = re.compile(r"^([a-z][a-z0-9+.-]*)://", re.IGNORECASE)
-_IO_CALL = re.compile(r"^(to_\w+|read_\w+|open|save\w*|savefig|upload\w*|put\w*|write\w*|copy\w*|"
-                      r"download\w*|get_object)$")
+_IO_CALL = re.compile(
+    r"^(to_\w+|read_\w+|open|save\w*|savefig|upload\w*|put\w*|write\w*|copy\w*|"
+    r"download\w*|get_object)$"
+)
 _KEYWORDS = frozenset(kwlist) | {"as"}
 _STAR_IMPORT = re.compile(r"import(?<!\wimport)[\s\\(]*\*")
 _MAGIC_OPTIONS = re.compile(r"^(\s*-\w+(\s+\d+)?)+\s*")
@@ -106,7 +123,7 @@ _MAGIC_OPTIONS = re.compile(r"^(\s*-\w+(\s+\d+)?)+\s*")
 def _normalize(dotted: str) -> str:
     for prefix, replacement in _NORMALIZE:
         if dotted.startswith(prefix):
-            dotted = replacement + dotted[len(prefix):]
+            dotted = replacement + dotted[len(prefix) :]
     return _BUILTIN_ALIASES.get(dotted, dotted)
 
 
@@ -162,8 +179,12 @@ def _alias_of(name: str, value: Any) -> str | None:
         return _normalize(value.__name__ + ".")[:-1]
     module = getattr(value, "__module__", None)
     qualname = getattr(value, "__qualname__", None)
-    if (isinstance(module, str) and isinstance(qualname, str) and module not in ("__main__", "builtins")
-            and callable(value)):
+    if (
+        isinstance(module, str)
+        and isinstance(qualname, str)
+        and module not in ("__main__", "builtins")
+        and callable(value)
+    ):
         return _normalize(f"{module}.{qualname}")
     if callable(value) and getattr(value, "__module__", None) == "builtins":
         return _normalize(f"builtins.{getattr(value, '__name__', name)}")
@@ -249,8 +270,12 @@ class _Observation:
 def _span(node: ast.AST, offset: int) -> Span:
     line = getattr(node, "lineno", 1) + offset
     end = getattr(node, "end_lineno", None)
-    return Span(line, getattr(node, "col_offset", 0) + 1, (end or line - offset) + offset,
-                (getattr(node, "end_col_offset", None) or 0) + 1)
+    return Span(
+        line,
+        getattr(node, "col_offset", 0) + 1,
+        (end or line - offset) + offset,
+        (getattr(node, "end_col_offset", None) or 0) + 1,
+    )
 
 
 def _literal(node: ast.AST | None) -> str | None:
@@ -268,8 +293,15 @@ def _snippet(text: str) -> str:
 class _Scan:
     """One pass over one piece of code; nested code (exec literals, magic bodies) gets its own scan."""
 
-    def __init__(self, classifier: Classifier, aliases: Mapping[str, str], out: list[_Observation],
-                 depth: int = 0, host: Span | None = None, offset: int = 0) -> None:
+    def __init__(
+        self,
+        classifier: Classifier,
+        aliases: Mapping[str, str],
+        out: list[_Observation],
+        depth: int = 0,
+        host: Span | None = None,
+        offset: int = 0,
+    ) -> None:
         self.c = classifier
         self.external = aliases
         self.out = out
@@ -296,8 +328,9 @@ class _Scan:
         if self.depth >= _MAX_DEPTH:
             self.observe("dynamic", "exec", "code nested too deeply to read", node)
             return
-        self.c.scan_code(code, self.external, self.out, depth=self.depth + 1, host=self.span(node),
-                         ipython=ipython)
+        self.c.scan_code(
+            code, self.external, self.out, depth=self.depth + 1, host=self.span(node), ipython=ipython
+        )
 
     # -- name resolution ---------------------------------------------------------------------------------
     def resolve_name(self, name: str) -> frozenset[str]:
@@ -371,8 +404,12 @@ class _Scan:
             if mark:
                 self.inner.add(id(node.value))
             value: ast.expr = node.value
-            if (isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "vars"
-                    and value.args):
+            if (
+                isinstance(value, ast.Call)
+                and isinstance(value.func, ast.Name)
+                and value.func.id == "vars"
+                and value.args
+            ):
                 value = ast.Attribute(value=value.args[0], attr="__dict__")
             bases = self.dotted(value, mark=mark)
             if key is None:
@@ -396,8 +433,11 @@ class _Scan:
         while isinstance(root, ast.Attribute):
             root = root.value
         if isinstance(root, ast.Name):
-            return (root.id in self.imported or root.id in self.external
-                    or root.id in ("__builtins__", "builtins", "sys", "os"))
+            return (
+                root.id in self.imported
+                or root.id in self.external
+                or root.id in ("__builtins__", "builtins", "sys", "os")
+            )
         if isinstance(root, ast.Call):
             funcs = self.dotted(root.func, mark=False)
             return bool(funcs & {"__import__", "import_module", "globals", "vars"})
@@ -411,8 +451,13 @@ class _Scan:
         self.collect(nodes)
         self.visit(nodes)
 
-    def collect(self, nodes: list[ast.AST], offsets: list[int] | None = None,
-                outs: list[list[_Observation]] | None = None, owners: list[int] | None = None) -> None:
+    def collect(
+        self,
+        nodes: list[ast.AST],
+        offsets: list[int] | None = None,
+        outs: list[list[_Observation]] | None = None,
+        owners: list[int] | None = None,
+    ) -> None:
         """First pass: imports (observed), bindings and call sites. ``offsets``/``owners``/``outs``, when
         given, say per node which line offset applies and which list its observations go to."""
         for index, node in enumerate(nodes):
@@ -459,7 +504,8 @@ class _Scan:
                 self.call(node)  # type: ignore[arg-type]
                 # A call is itself a name only when it resolves one: getattr(os, "system"), __import__("os").
                 special = id(node) not in inner and any(
-                    not name.endswith("()") for name in self.dotted(node, mark=False))
+                    not name.endswith("()") for name in self.dotted(node, mark=False)
+                )
                 if special:
                     self.reference(node)
             elif kind is ast.Name:
@@ -548,8 +594,10 @@ class _Scan:
         if funcs & _SHELL_CALLS:
             command = _literal(first)
             self.shell_what[id(node.func)] = (
-                f"runs shell command `{_snippet(command)}`" if command is not None
-                else "runs a shell command built at run time")
+                f"runs shell command `{_snippet(command)}`"
+                if command is not None
+                else "runs a shell command built at run time"
+            )
         if funcs & _LINE_MAGIC or _CELL_MAGIC in funcs:
             self.magic(node, cell=_CELL_MAGIC in funcs)
         last = self.last_name(node.func)
@@ -618,8 +666,9 @@ class _Scan:
             if table_node is None:
                 return
             table = self.sql_text(table_node)
-            kind, verb = ("cardholder_read", "reads") if last == "read_sql_table" else ("cardholder_dml",
-                                                                                           "writes to")
+            kind, verb = (
+                ("cardholder_read", "reads") if last == "read_sql_table" else ("cardholder_dml", "writes to")
+            )
             if table is None:
                 self.observe("sql", "unresolved", f"{last}() on a table named outside this cell", node)
             else:
@@ -633,8 +682,12 @@ class _Scan:
         text = self.sql_text(text_node)
         if text is None:
             shown = ast.unparse(text_node) if isinstance(text_node, (ast.Name, ast.Attribute)) else "a value"
-            self.observe("sql", "unresolved", f"{last}() runs SQL held in {_snippet(shown)}, "
-                         "built outside this cell", node)
+            self.observe(
+                "sql",
+                "unresolved",
+                f"{last}() runs SQL held in {_snippet(shown)}, built outside this cell",
+                node,
+            )
             return
         self.sql_findings(self.c.sql.analyze(text), node)
 
@@ -661,7 +714,8 @@ class _Scan:
             if left is None and right is None:
                 return None
             return (left if left is not None else f"{PLACEHOLDER}_l") + (
-                right if right is not None else f"{PLACEHOLDER}_r")
+                right if right is not None else f"{PLACEHOLDER}_r"
+            )
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod):
             return self.sql_text(node.left, depth + 1)
         if isinstance(node, ast.Call):
@@ -683,8 +737,12 @@ class _Scan:
                 text = _literal(arg.values[0])
             found = _REMOTE.match(text) if text else None
             if found:
-                self.observe("remote", found.group(1).lower(), f"reads or writes remote path "
-                             f"{_snippet(text or '')}", node)
+                self.observe(
+                    "remote",
+                    found.group(1).lower(),
+                    f"reads or writes remote path {_snippet(text or '')}",
+                    node,
+                )
 
 
 def _with_callees(names: Iterable[str]) -> list[str]:
@@ -705,8 +763,12 @@ def _position(finding: Finding) -> tuple[int, int]:
 
 def _shifted(obs: _Observation, lines: int) -> _Observation:
     span = obs.span
-    return _Observation(obs.criterion, obs.subject, obs.what,
-                        Span(span.line + lines, span.column, span.end_line + lines, span.end_column))
+    return _Observation(
+        obs.criterion,
+        obs.subject,
+        obs.what,
+        Span(span.line + lines, span.column, span.end_line + lines, span.end_column),
+    )
 
 
 def _relevant(cell: str, aliases: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
@@ -771,8 +833,9 @@ class Classifier:
         """The reference: parse and scan the whole cell (what the incremental path must agree with)."""
         return self._classify_items(cell, _relevant(cell, aliases or {}), incremental=False)
 
-    def _classify_items(self, cell: str, alias_items: tuple[tuple[str, str], ...], *,
-                        incremental: bool | None = None) -> Decision:
+    def _classify_items(
+        self, cell: str, alias_items: tuple[tuple[str, str], ...], *, incremental: bool | None = None
+    ) -> Decision:
         aliases = dict(alias_items)
         observations: list[_Observation] = []
         notes: list[str] = []
@@ -884,16 +947,26 @@ class Classifier:
         first: dict[str, int] = {}
         for i in sorted(selected):
             source = sources[i]
-            roots.append((levels_of[source], chunks.line(i) + self._parsed(source).line_offset,
-                          first.setdefault(source, len(roots))))
+            roots.append(
+                (
+                    levels_of[source],
+                    chunks.line(i) + self._parsed(source).line_offset,
+                    first.setdefault(source, len(roots)),
+                )
+            )
         self.stats["incremental"] += 1
         self._scan_roots(roots, aliases, out)
         return True
 
     @staticmethod
-    def _bindings_pass_nothing(candidates: set[int], keys: list[str], own: dict[str, set[str]],
-                               names: frozenset[str], text_words: Words,
-                               met: Callable[[set[str]], bool]) -> bool:
+    def _bindings_pass_nothing(
+        candidates: set[int],
+        keys: list[str],
+        own: dict[str, set[str]],
+        names: frozenset[str],
+        text_words: Words,
+        met: Callable[[set[str]], bool],
+    ) -> bool:
         """Whether no binding can make a statement meet a rule that its own words do not already meet.
 
         What a binding passes on (``x = os`` makes ``x`` stand for ``os``) is at most the union ``passed``
@@ -918,9 +991,16 @@ class Classifier:
             return False
         return all(met(mine) or not met(mine | passed) for mine in own.values())
 
-    def _hot_through_bindings(self, candidates: set[int], keys: list[str], own: dict[str, set[str]],
-                              active: Active, text_words: Words, met: Callable[[set[str]], bool],
-                              hot: set[int]) -> None:
+    def _hot_through_bindings(
+        self,
+        candidates: set[int],
+        keys: list[str],
+        own: dict[str, set[str]],
+        active: Active,
+        text_words: Words,
+        met: Callable[[set[str]], bool],
+        hot: set[int],
+    ) -> None:
         """Add to ``hot`` the candidates that meet a rule with what the names they use are bound to:
         the statements that use names bound in candidates join them, then what each name passes on is
         worked out to a fixed point."""
@@ -941,8 +1021,10 @@ class Classifier:
                 own[key] = mine
         passed = {keys[i]: i for i in candidates}
         bound = text_words.bound
-        binders = {name: {keys[i] for i in text_words.where((name,)) & candidates if name in bound(i)}
-                   for name in tainted}  # binders among the candidates (the others pass nothing on)
+        binders = {
+            name: {keys[i] for i in text_words.where((name,)) & candidates if name in bound(i)}
+            for name in tainted
+        }  # binders among the candidates (the others pass nothing on)
         reach: dict[str, set[str]] = {name: set() for name in tainted}
         changed = True
         while changed:
@@ -968,8 +1050,12 @@ class Classifier:
             if found:
                 hot.add(i)
 
-    def _scan_roots(self, roots: list[tuple[list[list[ast.AST]], int, int]], aliases: Mapping[str, str],
-                    out: list[_Observation]) -> None:
+    def _scan_roots(
+        self,
+        roots: list[tuple[list[list[ast.AST]], int, int]],
+        aliases: Mapping[str, str],
+        out: list[_Observation],
+    ) -> None:
         """Scan parsed statements as the whole-cell walk would: breadth first over all of them together
         (depth, then statement, then position), so bindings and marks come in the same order. A
         statement whose text repeats an earlier one has the same tree (parses are cached by text): its
@@ -991,8 +1077,10 @@ class Classifier:
                         found.append((index, picked))
                 binding_of[owner] = found
                 copy_binding_of[owner] = [
-                    (index, kept) for index, picked in found
-                    if (kept := [node for node in picked if type(node) is not ast.Call])]
+                    (index, kept)
+                    for index, picked in found
+                    if (kept := [node for node in picked if type(node) is not ast.Call])
+                ]
         depth = max(len(levels) for levels in levels_of.values())
         by_level: dict[int, list[tuple[int, int, list[ast.AST]]]] = {}
         for owner, (_, offset, original) in enumerate(roots):
@@ -1017,12 +1105,22 @@ class Classifier:
         for owner, (_, offset, original) in enumerate(roots):
             if original != owner and len(outs[original]) > imported_only[original]:
                 shift = offset - roots[original][1]
-                outs[owner].extend([_shifted(obs, shift) for obs in outs[original][imported_only[original]:]])
+                outs[owner].extend(
+                    [_shifted(obs, shift) for obs in outs[original][imported_only[original] :]]
+                )
         for observed in outs:
             out.extend(observed)
 
-    def scan_code(self, code: str, aliases: Mapping[str, str], out: list[_Observation], *, depth: int,
-                  host: Span | None, ipython: bool) -> str | None:
+    def scan_code(
+        self,
+        code: str,
+        aliases: Mapping[str, str],
+        out: list[_Observation],
+        *,
+        depth: int,
+        host: Span | None,
+        ipython: bool,
+    ) -> str | None:
         """Scan ``code`` into ``out``; returns a note when the code will not run at all."""
         if ipython:
             prepared = prepare(code)
@@ -1031,8 +1129,9 @@ class Classifier:
                 prepared_tree: ast.Module | None = ast.parse(code)
             except (SyntaxError, ValueError):
                 try:
-                    prepared_tree = ast.Module(body=[ast.Expr(ast.parse(code, mode="eval").body)],
-                                               type_ignores=[])
+                    prepared_tree = ast.Module(
+                        body=[ast.Expr(ast.parse(code, mode="eval").body)], type_ignores=[]
+                    )
                 except (SyntaxError, ValueError):
                     return "code passed to exec/eval does not parse; it will raise SyntaxError"
             _Scan(self, aliases, out, depth=depth, host=host).run(prepared_tree)  # type: ignore[arg-type]
@@ -1058,8 +1157,15 @@ class Classifier:
                 description = rule.description
                 if description[1:2].islower():
                     description = description[:1].lower() + description[1:]
-                yield Finding(rule.id, rule.action, obs.criterion, obs.subject,
-                              f"{obs.what} — {description}", obs.span, rule.pci)
+                yield Finding(
+                    rule.id,
+                    rule.action,
+                    obs.criterion,
+                    obs.subject,
+                    f"{obs.what} — {description}",
+                    obs.span,
+                    rule.pci,
+                )
 
 
 def classify(cell: str, policy: Policy, aliases: Mapping[str, str] | None = None) -> Decision:

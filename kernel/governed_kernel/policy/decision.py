@@ -22,8 +22,12 @@ class Span:
     end_column: int
 
     def to_dict(self) -> dict[str, int]:
-        return {"line": self.line, "column": self.column, "end_line": self.end_line,
-                "end_column": self.end_column}
+        return {
+            "line": self.line,
+            "column": self.column,
+            "end_line": self.end_line,
+            "end_column": self.end_column,
+        }
 
     def __str__(self) -> str:
         return f"{self.line}:{self.column}"
@@ -42,9 +46,15 @@ class Finding:
     pci: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.rule_id, "action": self.action, "criterion": self.criterion,
-                "subject": self.subject, "reason": self.reason, "span": self.span.to_dict(),
-                "pci": list(self.pci)}
+        return {
+            "id": self.rule_id,
+            "action": self.action,
+            "criterion": self.criterion,
+            "subject": self.subject,
+            "reason": self.reason,
+            "span": self.span.to_dict(),
+            "pci": list(self.pci),
+        }
 
 
 @dataclass(frozen=True)
@@ -71,11 +81,17 @@ class Decision:
         if not self.findings:
             return f"{self.action}: no rule matched"
         return f"{self.action}: " + "; ".join(
-            f"{f.rule_id} at {f.span} ({f.reason})" for f in self.findings if f.action == self.action)
+            f"{f.rule_id} at {f.span} ({f.reason})" for f in self.findings if f.action == self.action
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"decision": self.action, "mode": self.mode, "policy_version": self.policy_version,
-                "rules": [finding.to_dict() for finding in self.findings], "notes": list(self.notes)}
+        return {
+            "decision": self.action,
+            "mode": self.mode,
+            "policy_version": self.policy_version,
+            "rules": [finding.to_dict() for finding in self.findings],
+            "notes": list(self.notes),
+        }
 
 
 def strictest(findings: tuple[Finding, ...]) -> Action:

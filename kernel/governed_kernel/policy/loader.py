@@ -45,8 +45,15 @@ def policy_schema() -> dict[str, Any]:
     try:
         return cast(dict[str, Any], json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError) as error:
-        raise PolicyError([Problem(Location(str(path)), "", f"cannot read the policy schema: {error}; "
-                                   "reinstall governed-kernel")]) from None
+        raise PolicyError(
+            [
+                Problem(
+                    Location(str(path)),
+                    "",
+                    f"cannot read the policy schema: {error}; reinstall governed-kernel",
+                )
+            ]
+        ) from None
 
 
 def policy_version(data: Any) -> str:
@@ -62,8 +69,15 @@ def load_policy(path: str | Path) -> Policy:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-        raise PolicyError([Problem(Location(file), "", f"cannot read the policy file: {reason}; "
-                                   "set GOVERNED_POLICY to a readable policy file")]) from None
+        raise PolicyError(
+            [
+                Problem(
+                    Location(file),
+                    "",
+                    f"cannot read the policy file: {reason}; set GOVERNED_POLICY to a readable policy file",
+                )
+            ]
+        ) from None
     return load_policy_text(text, file)
 
 
@@ -85,6 +99,7 @@ def load_policy_text(text: str, file: str = "<policy>") -> Policy:
 
 # --- schema errors, rewritten for humans -------------------------------------------------------------------
 
+
 def _type_name(value: Any) -> str:
     if isinstance(value, bool):
         return "a boolean"
@@ -101,8 +116,14 @@ def _type_name(value: Any) -> str:
     return "nothing (null)" if value is None else type(value).__name__
 
 
-_EXPECTED = {"string": "text", "integer": "an integer", "boolean": "true or false", "array": "a list",
-             "object": "a mapping of keys", "number": "a number"}
+_EXPECTED = {
+    "string": "text",
+    "integer": "an integer",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "a mapping of keys",
+    "number": "a number",
+}
 
 
 def _schema_problems(document: LocatedDocument, file: str) -> Iterable[Problem]:
@@ -123,14 +144,18 @@ def _explain(error: ValidationError, document: LocatedDocument, file: str) -> It
     if kind == "additionalProperties":
         allowed = sorted(schema.get("properties", {}))
         for key in sorted(set(value) - set(allowed)):
-            yield Problem(document.location(file, (*path, key), key=True), format_path((*path, key)),
-                          f"unknown key '{key}'; allowed keys here: {', '.join(allowed)}")
+            yield Problem(
+                document.location(file, (*path, key), key=True),
+                format_path((*path, key)),
+                f"unknown key '{key}'; allowed keys here: {', '.join(allowed)}",
+            )
         return
     if kind == "required":
         missing = [name for name in expected if name not in value]
         for name in missing:
-            yield Problem(where, shown, f"missing required key '{name}'; required here: "
-                          f"{', '.join(expected)}")
+            yield Problem(
+                where, shown, f"missing required key '{name}'; required here: {', '.join(expected)}"
+            )
         return
     if kind == "enum":
         choices = ", ".join(str(choice) for choice in expected)
@@ -162,6 +187,7 @@ def _explain(error: ValidationError, document: LocatedDocument, file: str) -> It
 
 # --- checks JSON Schema cannot express -------------------------------------------------------------------
 
+
 def _semantic_problems(document: LocatedDocument, file: str) -> Iterable[Problem]:
     data: dict[str, Any] = document.data
 
@@ -171,17 +197,24 @@ def _semantic_problems(document: LocatedDocument, file: str) -> Iterable[Problem
     seen: dict[str, int] = {}
     for index, rule in enumerate(data["rules"]):
         if rule["id"] in seen:
-            yield Problem(*at("rules", index, "id"), f"rule id '{rule['id']}' is already used by "
-                          f"rules[{seen[rule['id']]}]; rule ids must be unique")
+            yield Problem(
+                *at("rules", index, "id"),
+                f"rule id '{rule['id']}' is already used by "
+                f"rules[{seen[rule['id']]}]; rule ids must be unique",
+            )
         seen.setdefault(rule["id"], index)
 
     approvals = data["approvals"]
     if approvals["validity"] == "window" and "window_minutes" not in approvals:
-        yield Problem(*at("approvals", "validity"), "validity 'window' needs window_minutes "
-                      "(minutes an approval stays valid for re-runs)")
+        yield Problem(
+            *at("approvals", "validity"),
+            "validity 'window' needs window_minutes (minutes an approval stays valid for re-runs)",
+        )
     if approvals["validity"] == "once" and "window_minutes" in approvals:
-        yield Problem(*at("approvals", "window_minutes"), "window_minutes only applies when validity is "
-                      "'window'; remove it or set validity: window")
+        yield Problem(
+            *at("approvals", "window_minutes"),
+            "window_minutes only applies when validity is 'window'; remove it or set validity: window",
+        )
 
     masking = data.get("masking", {})
     for key in ("full_mask_columns", "pan_columns"):
@@ -189,15 +222,19 @@ def _semantic_problems(document: LocatedDocument, file: str) -> Iterable[Problem
             try:
                 re.compile(pattern)
             except re.error as error:
-                yield Problem(*at("masking", key, index), f"{pattern!r} is not a valid regular expression: "
-                              f"{error.msg} at position {error.pos}")
+                yield Problem(
+                    *at("masking", key, index),
+                    f"{pattern!r} is not a valid regular expression: {error.msg} at position {error.pos}",
+                )
     for b_index, brand in enumerate(masking.get("extra_brands", [])):
         for p_index, prefix in enumerate(brand["prefixes"]):
             low, _, high = prefix.partition("-")
             if high and (len(low) != len(high) or int(low) > int(high)):
-                yield Problem(*at("masking", "extra_brands", b_index, "prefixes", p_index),
-                              f"range {prefix!r} must have two bounds of the same length, low before high "
-                              "(e.g. '622126-622925')")
+                yield Problem(
+                    *at("masking", "extra_brands", b_index, "prefixes", p_index),
+                    f"range {prefix!r} must have two bounds of the same length, low before high "
+                    "(e.g. '622126-622925')",
+                )
 
     dialect = data.get("data", {}).get("sql_dialect")
     if dialect is not None:
@@ -206,8 +243,11 @@ def _semantic_problems(document: LocatedDocument, file: str) -> Iterable[Problem
         try:
             Dialect.get_or_raise(dialect)
         except ValueError:
-            yield Problem(*at("data", "sql_dialect"), f"unknown SQL dialect {dialect!r}; use a sqlglot "
-                          "dialect name such as postgres, mysql, snowflake, bigquery, duckdb, tsql")
+            yield Problem(
+                *at("data", "sql_dialect"),
+                f"unknown SQL dialect {dialect!r}; use a sqlglot "
+                "dialect name such as postgres, mysql, snowflake, bigquery, duckdb, tsql",
+            )
 
     runtime = data.get("runtime", {})
     for index, host in enumerate(runtime.get("network_allow_hosts", [])):
@@ -215,16 +255,22 @@ def _semantic_problems(document: LocatedDocument, file: str) -> Iterable[Problem
             try:
                 ipaddress.ip_network(host, strict=False)
             except ValueError as error:
-                yield Problem(*at("runtime", "network_allow_hosts", index),
-                              f"{host!r} is not a valid IP address or network: {error}")
+                yield Problem(
+                    *at("runtime", "network_allow_hosts", index),
+                    f"{host!r} is not a valid IP address or network: {error}",
+                )
     for index, folder in enumerate(runtime.get("write_allow_paths", [])):
         for placeholder in re.findall(r"\{[^}]*\}", folder):
             if placeholder not in _PATH_PLACEHOLDERS:
-                yield Problem(*at("runtime", "write_allow_paths", index), f"unknown placeholder "
-                              f"{placeholder}; allowed: {', '.join(_PATH_PLACEHOLDERS)} and a leading ~")
+                yield Problem(
+                    *at("runtime", "write_allow_paths", index),
+                    f"unknown placeholder "
+                    f"{placeholder}; allowed: {', '.join(_PATH_PLACEHOLDERS)} and a leading ~",
+                )
 
 
 # --- building the model ----------------------------------------------------------------------------------
+
 
 def _members(raw: Mapping[str, Any]) -> Members:
     return Members(users=tuple(raw.get("users", ())), groups=tuple(raw.get("groups", ())))
@@ -267,7 +313,8 @@ def _build(data: dict[str, Any], version: str, file: str) -> Policy:
         audit=AuditSettings(audit["retention_days"], audit["checkpoint_interval_minutes"]),
         runtime=RuntimeSettings(
             network_allow_hosts=tuple(
-                runtime.get("network_allow_hosts", defaults_runtime.network_allow_hosts)),
+                runtime.get("network_allow_hosts", defaults_runtime.network_allow_hosts)
+            ),
             write_allow_paths=tuple(runtime.get("write_allow_paths", defaults_runtime.write_allow_paths)),
         ),
         rules=rules,

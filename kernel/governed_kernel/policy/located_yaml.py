@@ -68,15 +68,23 @@ class _Builder:
             for key_node, value_node in node.value:
                 key = self.loader.construct_object(key_node, deep=True)
                 if not isinstance(key, str):
-                    self.problems.append(Problem(
-                        Location(self.file, *_mark(key_node)), format_path(path),
-                        f"key {key!r} is not text; policy keys are names such as 'mode' or 'rules'"))
+                    self.problems.append(
+                        Problem(
+                            Location(self.file, *_mark(key_node)),
+                            format_path(path),
+                            f"key {key!r} is not text; policy keys are names such as 'mode' or 'rules'",
+                        )
+                    )
                     continue
                 child = (*path, key)
                 if key in result:
-                    self.problems.append(Problem(
-                        Location(self.file, *_mark(key_node)), format_path(child),
-                        "duplicate key: it is already set above; give each key once"))
+                    self.problems.append(
+                        Problem(
+                            Location(self.file, *_mark(key_node)),
+                            format_path(child),
+                            "duplicate key: it is already set above; give each key once",
+                        )
+                    )
                     continue
                 self.document.keys[child] = _mark(key_node)
                 result[key] = self.build(value_node, child)
@@ -99,8 +107,15 @@ def parse_located_yaml(text: str, file: str) -> LocatedDocument:
     try:
         node = loader.get_single_node()
         if node is None:
-            raise PolicyError([Problem(Location(file, 1, 1), "", "the policy file is empty; "
-                                       "start from the bundled policies/pci-dss.yaml")])
+            raise PolicyError(
+                [
+                    Problem(
+                        Location(file, 1, 1),
+                        "",
+                        "the policy file is empty; start from the bundled policies/pci-dss.yaml",
+                    )
+                ]
+            )
         document = LocatedDocument(data=None)
         builder = _Builder(loader, document, file)
         document.data = builder.build(node, ())

@@ -20,11 +20,34 @@ WORD = re.compile(r"[^\W\d]\w*")
 IPYTHON_SYNTAX = re.compile(r"^[ \t]*[%!?/,;]|=[ \t]*[!%]|\?[ \t]*$", re.MULTILINE)
 _WILDCARD = re.compile(r"[*?\[]")
 
-DYNAMIC_WORDS = frozenset({
-    "exec", "eval", "compile", "__import__", "import_module", "getattr", "__dict__", "vars", "globals",
-    "__builtins__", "builtins", "run_cell", "run_cell_async", "ex", "ev", "run_code", "run_line_magic",
-    "run_cell_magic", "magic", "modules", "attrgetter", "methodcaller", "__getattribute__", "__getattr__",
-})
+DYNAMIC_WORDS = frozenset(
+    {
+        "exec",
+        "eval",
+        "compile",
+        "__import__",
+        "import_module",
+        "getattr",
+        "__dict__",
+        "vars",
+        "globals",
+        "__builtins__",
+        "builtins",
+        "run_cell",
+        "run_cell_async",
+        "ex",
+        "ev",
+        "run_code",
+        "run_line_magic",
+        "run_cell_magic",
+        "magic",
+        "modules",
+        "attrgetter",
+        "methodcaller",
+        "__getattribute__",
+        "__getattr__",
+    }
+)
 SQL_WORDS = frozenset({"sql", "to_sql", "exec_driver_sql"})
 SQL_PREFIXES = ("read_sql", "execute", "read_database")
 
@@ -43,8 +66,12 @@ class CompiledRule:
 
     @classmethod
     def of(cls, rule: Rule) -> CompiledRule:
-        return cls(rule, _globs(rule.match.references), _globs(rule.match.imports),
-                   _globs(rule.match.magics, lower=True))
+        return cls(
+            rule,
+            _globs(rule.match.references),
+            _globs(rule.match.imports),
+            _globs(rule.match.magics, lower=True),
+        )
 
     def matches(self, criterion: str, subject: str) -> bool:
         """Whether this rule matches one observation (``criterion`` names the kind of observation)."""
@@ -57,8 +84,10 @@ class CompiledRule:
             if self.magics is None:
                 return False
             lowered = subject.lower()
-            return (self.magics.match(lowered.split(" ", 1)[0]) is not None
-                    or self.magics.match(lowered) is not None)
+            return (
+                self.magics.match(lowered.split(" ", 1)[0]) is not None
+                or self.magics.match(lowered) is not None
+            )
         if criterion == "dynamic":
             return subject in match.dynamic
         if criterion == "sql":
@@ -98,8 +127,11 @@ def _need(pattern: str) -> _Need:
     return _Need(frozenset(words), tuple(prefixes))
 
 
-SYNONYMS: dict[str, frozenset[str]] = {"posix": frozenset({"os"}), "nt": frozenset({"os"}),
-                                       "__builtins__": frozenset({"builtins"})}
+SYNONYMS: dict[str, frozenset[str]] = {
+    "posix": frozenset({"os"}),
+    "nt": frozenset({"os"}),
+    "__builtins__": frozenset({"builtins"}),
+}
 """Module names the classifier normalises into another (``posix.system`` is ``os.system``)."""
 RESOLVING_WORDS = DYNAMIC_WORDS | {"modules", "importlib"}
 """Words through which a string literal can become a name (``sys.modules['o' 's']``, ``getattr``,
@@ -173,8 +205,10 @@ def remote_hint_offsets(text: str) -> list[int]:
     return found
 
 
-IO_WORD = re.compile(r"\b(?:to_\w+|read_\w+|open|save\w*|savefig|upload\w*|put\w*|write\w*|copy\w*|"
-                     r"download\w*|get_object)\b")
+IO_WORD = re.compile(
+    r"\b(?:to_\w+|read_\w+|open|save\w*|savefig|upload\w*|put\w*|write\w*|copy\w*|"
+    r"download\w*|get_object)\b"
+)
 
 
 @dataclass(frozen=True)
@@ -244,8 +278,11 @@ class Triggers:
         prefixes = sorted({prefix for need in needs for prefix in need.prefixes}, key=len, reverse=True)
         self._prefixes = tuple(prefixes)
         every_prefix = sorted({*prefixes, *(SQL_PREFIXES if self.any_sql else ())})
-        self._any_prefix_re = (re.compile("\n((?:" + "|".join(map(re.escape, every_prefix)) + ")[^\n]*)")
-                               if every_prefix else None)
+        self._any_prefix_re = (
+            re.compile("\n((?:" + "|".join(map(re.escape, every_prefix)) + ")[^\n]*)")
+            if every_prefix
+            else None
+        )
         """Finds, in words each after a line break, those that start with a prefix (the pattern starts with
         a fixed character, so the engine goes from one line break to the next in C)."""
         self._resolving = RESOLVING_WORDS if (needs or self.any_dynamic or self.any_magic) else frozenset()
@@ -274,9 +311,12 @@ class Triggers:
             return None
         search = found & words
         search.update([word for word, extra in expand.items() if not extra.isdisjoint(found)])
-        return Active(frozenset(found), frozenset(search),
-                      {name: extra & found for name, extra in expand.items() if extra & found},
-                      names=frozenset(names))
+        return Active(
+            frozenset(found),
+            frozenset(search),
+            {name: extra & found for name, extra in expand.items() if extra & found},
+            names=frozenset(names),
+        )
 
     def _matched(self, words: set[str] | frozenset[str]) -> tuple[set[str], set[str]]:
         """The words that take part in a rule the words could meet: through names, and through SQL
@@ -305,8 +345,9 @@ class Triggers:
         """Whether ``words`` (active words of one statement and what its names stand for) can match."""
         if not words.isdisjoint(self._resolving):
             return True
-        if self.any_sql and (not words.isdisjoint(SQL_WORDS)
-                             or any(w.startswith(SQL_PREFIXES) for w in words)):
+        if self.any_sql and (
+            not words.isdisjoint(SQL_WORDS) or any(w.startswith(SQL_PREFIXES) for w in words)
+        ):
             return True
         present: set[str] | None = None
         for word in words:

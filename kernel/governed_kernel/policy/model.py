@@ -74,8 +74,19 @@ class Approvals:
 
 
 DEFAULT_CARDHOLDER_TABLES = ("*card*", "*cardholder*", "pan", "pans", "pan_*", "*_pan", "*_pan_*")
-DEFAULT_CARDHOLDER_COLUMNS = ("pan", "*_pan", "card_number", "cardnumber", "cvv", "cvv2", "cvc", "track1",
-                              "track2", "track_data", "pin_block")
+DEFAULT_CARDHOLDER_COLUMNS = (
+    "pan",
+    "*_pan",
+    "card_number",
+    "cardnumber",
+    "cvv",
+    "cvv2",
+    "cvc",
+    "track1",
+    "track2",
+    "track_data",
+    "pin_block",
+)
 
 
 @dataclass(frozen=True)

@@ -47,8 +47,13 @@ class Violation:
     enforced: bool
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rule": self.rule_id, "kind": self.kind, "event": self.event, "detail": self.detail,
-                "enforced": self.enforced}
+        return {
+            "rule": self.rule_id,
+            "kind": self.kind,
+            "event": self.event,
+            "detail": self.detail,
+            "enforced": self.enforced,
+        }
 
 
 def _text(value: Any) -> str:
@@ -102,13 +107,19 @@ class _HostRules:
 class RuntimeGuard:
     """Enforces a policy's runtime rules while started. One guard per kernel; start/stop per cell."""
 
-    def __init__(self, policy: Policy, *, on_violation: Callable[[Violation], None] | None = None,
-                 cwd: str | None = None) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        on_violation: Callable[[Violation], None] | None = None,
+        cwd: str | None = None,
+    ) -> None:
         self.policy = policy
         self.on_violation = on_violation
         self.enforce = policy.mode == "enforce"
-        self.rules: dict[str, Rule] = {kind: rule for kind, rule in policy.runtime_rules().items()
-                                       if rule.action != "allow"}
+        self.rules: dict[str, Rule] = {
+            kind: rule for kind, rule in policy.runtime_rules().items() if rule.action != "allow"
+        }
         self.hosts = _HostRules(policy.runtime.network_allow_hosts)
         base = os.path.realpath(cwd or os.getcwd())
         self.write_roots = tuple(self._expand(entry, base) for entry in policy.runtime.write_allow_paths)
@@ -206,11 +217,16 @@ class RuntimeGuard:
             pci = ", ".join(rule.pci)
             raise PermissionError(
                 f"governed kernel: {detail} is not allowed in a cell that was not approved — rule "
-                f"'{rule.id}' (PCI DSS {pci}): {rule.description} Request approval to run this cell.")
+                f"'{rule.id}' (PCI DSS {pci}): {rule.description} Request approval to run this cell."
+            )
 
     def _network(self, args: tuple[Any, ...], event: str) -> str | None:
-        if event in ("socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyname_ex",
-                     "socket.gethostbyaddr"):
+        if event in (
+            "socket.getaddrinfo",
+            "socket.gethostbyname",
+            "socket.gethostbyname_ex",
+            "socket.gethostbyaddr",
+        ):
             host = args[0] if args else None
             if host in (None, b"", ""):
                 return None
@@ -242,7 +258,8 @@ class RuntimeGuard:
             return known
         full = self._resolve(text)
         allowed = full == os.devnull or any(
-            full == root or full.startswith(root.rstrip(os.sep) + os.sep) for root in self.write_roots)
+            full == root or full.startswith(root.rstrip(os.sep) + os.sep) for root in self.write_roots
+        )
         if len(self._verdicts) > 1024:
             self._verdicts.clear()
         self._verdicts[key] = allowed
@@ -264,8 +281,11 @@ class RuntimeGuard:
     def _file(self, event: str, args: tuple[Any, ...]) -> str | None:
         if event == "open":
             path, mode, flags = [*args, None, None, 0][:3]
-            writes = (any(c in mode for c in "wax+") if isinstance(mode, str)
-                      else isinstance(flags, int) and bool(flags & _WRITE_FLAGS))
+            writes = (
+                any(c in mode for c in "wax+")
+                if isinstance(mode, str)
+                else isinstance(flags, int) and bool(flags & _WRITE_FLAGS)
+            )
             if not writes or self._write_allowed(path):
                 return None
             return f"writing file {_short(path)}"
@@ -301,22 +321,49 @@ def _native(guard: RuntimeGuard, args: tuple[Any, ...], event: str) -> str | Non
     return "calling native code through ctypes"
 
 
-def _make(kind: str, function: Callable[[RuntimeGuard, tuple[Any, ...], str], str | None],
-          event: str) -> tuple[str, Callable[[RuntimeGuard, tuple[Any, ...]], str | None]]:
+def _make(
+    kind: str, function: Callable[[RuntimeGuard, tuple[Any, ...], str], str | None], event: str
+) -> tuple[str, Callable[[RuntimeGuard, tuple[Any, ...]], str | None]]:
     return kind, lambda guard, args: function(guard, args, event)
 
 
 _EVENTS: dict[str, tuple[str, Callable[[RuntimeGuard, tuple[Any, ...]], str | None]]] = {}
-for _event in ("subprocess.Popen", "os.system", "os.exec", "os.spawn", "os.posix_spawn", "os.fork",
-               "os.forkpty", "os.startfile"):
+for _event in (
+    "subprocess.Popen",
+    "os.system",
+    "os.exec",
+    "os.spawn",
+    "os.posix_spawn",
+    "os.fork",
+    "os.forkpty",
+    "os.startfile",
+):
     _EVENTS[_event] = _make("process", _process, _event)
 for _event in ("ctypes.dlopen", "ctypes.dlsym", "ctypes.call_function"):
     _EVENTS[_event] = _make("native_code", _native, _event)
-for _event in ("socket.connect", "socket.sendto", "socket.sendmsg", "socket.getaddrinfo",
-               "socket.gethostbyname", "socket.gethostbyname_ex", "socket.gethostbyaddr"):
+for _event in (
+    "socket.connect",
+    "socket.sendto",
+    "socket.sendmsg",
+    "socket.getaddrinfo",
+    "socket.gethostbyname",
+    "socket.gethostbyname_ex",
+    "socket.gethostbyaddr",
+):
     _EVENTS[_event] = _make("network", lambda g, a, e: g._network(a, e), _event)
-for _event in ("open", "os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.truncate", "os.symlink",
-               "os.link", "os.chmod", "os.chown", "shutil.rmtree"):
+for _event in (
+    "open",
+    "os.remove",
+    "os.rename",
+    "os.rmdir",
+    "os.mkdir",
+    "os.truncate",
+    "os.symlink",
+    "os.link",
+    "os.chmod",
+    "os.chown",
+    "shutil.rmtree",
+):
     _EVENTS[_event] = _make("file_write", lambda g, a, e: g._file(e, a), _event)
 _EVENTS["sys.addaudithook"] = ("audit_hook", lambda guard, args: "adding an audit hook")
 

@@ -17,14 +17,16 @@ from keyword import kwlist
 from typing import Any
 
 _NEEDS_IPYTHON = re.compile(
-    r"^[ \t]*[%!?/,;]|=[ \t]*[!%]|\?[ \t]*$|^[ \t]*(>>>|\.\.\.)|^In \[\d+\]:|\A\s*\n*[ \t]+\S", re.MULTILINE)
+    r"^[ \t]*[%!?/,;]|=[ \t]*[!%]|\?[ \t]*$|^[ \t]*(>>>|\.\.\.)|^In \[\d+\]:|\A\s*\n*[ \t]+\S", re.MULTILINE
+)
 """IPython syntax: magics, escapes, help, pasted prompts, or an indented first line (IPython dedents)."""
 _KEYWORDS = frozenset(kwlist)
 
 
 _SHELL_LINE = re.compile(
     r"((?:[A-Za-z_][A-Za-z0-9_]*[ \t]*=[ \t]*)?)!"
-    r"([A-Za-z0-9_./*'\", :@+%<>|&{}$()\[\]-][A-Za-z0-9_./*'\" \t=:@+%<>|&{}$()\[\]#-]*)\n?")
+    r"([A-Za-z0-9_./*'\", :@+%<>|&{}$()\[\]-][A-Za-z0-9_./*'\" \t=:@+%<>|&{}$()\[\]#-]*)\n?"
+)
 """A one-line ``!cmd`` or ``name = !cmd`` in plain ASCII, without what makes IPython read it otherwise
 (``!!``, ``!=``, ``?``, ``\\``, ``;``, a leading indent, more lines): :func:`_shell_line` writes the
 call IPython writes, without tokenizing the cell."""
@@ -82,18 +84,22 @@ def prepare(cell: str) -> PreparedSource:
         if not _NEEDS_IPYTHON.search(cell):
             # No magic, escape, help, prompt or leading indent: IPython would leave the cell unchanged.
             where = f" at line {error.lineno}" if isinstance(error, SyntaxError) and error.lineno else ""
-            return PreparedSource(None, note=f"the cell is not valid Python{where}: IPython will raise "
-                                  "SyntaxError and run nothing")
+            return PreparedSource(
+                None,
+                note=f"the cell is not valid Python{where}: IPython will raise SyntaxError and run nothing",
+            )
     try:
         transformed: str = _shell_line(cell) or _transformer().transform_cell(cell)
     except Exception as error:  # IPython refuses the cell: it shows the error and runs nothing.
-        return PreparedSource(None, note=f"IPython cannot transform this cell ({type(error).__name__}); "
-                              "nothing in it will run")
+        return PreparedSource(
+            None, note=f"IPython cannot transform this cell ({type(error).__name__}); nothing in it will run"
+        )
     try:
         tree = ast.parse(transformed)
     except (SyntaxError, ValueError) as error:
         where = f" at line {error.lineno}" if isinstance(error, SyntaxError) and error.lineno else ""
-        return PreparedSource(None, note=f"the cell is not valid Python{where}: IPython will raise "
-                              "SyntaxError and run nothing")
+        return PreparedSource(
+            None, note=f"the cell is not valid Python{where}: IPython will raise SyntaxError and run nothing"
+        )
     offset = _leading_blank_lines(cell) - _leading_blank_lines(transformed)
     return PreparedSource(tree, line_offset=max(offset, 0))

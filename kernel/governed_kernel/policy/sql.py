@@ -38,8 +38,16 @@ logging.getLogger("sqlglot").setLevel(logging.ERROR)
 _DBAPI_PARAMS = re.compile(r"%\(\w+\)s|%s")
 _DML = (exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Copy)
 _DDL = (exp.Create, exp.Drop, exp.Alter, exp.TruncateTable, exp.Grant, exp.Revoke)
-_HARMLESS_STATEMENTS = (exp.Describe, exp.Show, exp.Use, exp.Set, exp.Pragma, exp.Transaction, exp.Commit,
-                        exp.Rollback)
+_HARMLESS_STATEMENTS = (
+    exp.Describe,
+    exp.Show,
+    exp.Use,
+    exp.Set,
+    exp.Pragma,
+    exp.Transaction,
+    exp.Commit,
+    exp.Rollback,
+)
 _HARMLESS_COMMANDS = {"SHOW", "USE", "SET", "BEGIN", "COMMIT", "ROLLBACK", "START", "DESC", "DESCRIBE"}
 
 
@@ -158,11 +166,15 @@ class SqlRules:
         tables = self._tables
         if len(run) == 1:  # the common case: one name
             return tables is not None and tables.match(run[0]) is not None
-        return tables is not None and any(tables.match(".".join(run[start:end])) for start in range(len(run))
-                                          for end in range(start + 1, len(run) + 1))
+        return tables is not None and any(
+            tables.match(".".join(run[start:end]))
+            for start in range(len(run))
+            for end in range(start + 1, len(run) + 1)
+        )
 
-    def _statement(self, statement: exp.Expression, may_hold_placeholder: bool,
-                   walk: bool = True) -> Iterator[SqlFinding]:
+    def _statement(
+        self, statement: exp.Expression, may_hold_placeholder: bool, walk: bool = True
+    ) -> Iterator[SqlFinding]:
         if isinstance(statement, exp.Command):
             keyword = str(statement.this).upper()
             rest = statement.expression.name if isinstance(statement.expression, exp.Expression) else ""
@@ -200,8 +212,9 @@ class SqlRules:
             else:
                 changed = [col for col in _column_names(columns) if self.is_cardholder_column(col)]
                 if changed:
-                    yield SqlFinding(kind, f"{verb} touching cardholder column {changed[0]} of "
-                                     f"{name or target.sql()}")
+                    yield SqlFinding(
+                        kind, f"{verb} touching cardholder column {changed[0]} of {name or target.sql()}"
+                    )
         for table in tables:
             if table is target or (not table.db and table.name.lower() in ctes):
                 continue
@@ -225,9 +238,9 @@ def _holds_placeholder(node: exp.Expression) -> bool:
         for value in child.args.values():
             if isinstance(value, str) and (PLACEHOLDER in value.lower() or "\\" in value or "&" in value):
                 return True
-            if isinstance(value, exp.Expression) and not isinstance(value, (exp.Identifier, exp.Literal,
-                                                                              exp.TableAlias, exp.Table,
-                                                                              exp.Dot, exp.Var)):
+            if isinstance(value, exp.Expression) and not isinstance(
+                value, (exp.Identifier, exp.Literal, exp.TableAlias, exp.Table, exp.Dot, exp.Var)
+            ):
                 return True  # something else under the table (a function, a subquery): ask the SQL
     return False
 
@@ -271,8 +284,13 @@ def _necessary_literals(patterns: Iterable[str]) -> tuple[str, ...] | None:
         if not longest or "." in longest or "\x00" in longest:
             return None
         literals.add(longest)
-    return tuple(sorted(literal for literal in literals  # ``_pan`` is there only if ``pan`` is
-                        if not any(other in literal for other in literals if other != literal)))
+    return tuple(
+        sorted(
+            literal
+            for literal in literals  # ``_pan`` is there only if ``pan`` is
+            if not any(other in literal for other in literals if other != literal)
+        )
+    )
 
 
 def _column_names(columns: list[exp.Column | exp.ColumnDef]) -> Iterator[str]:
