@@ -496,9 +496,12 @@ class Governor:
         return self._last_masked_code[1]
 
     def _mask_data(self, value: Any) -> Any:
-        """``value`` (JSON-like) with every card number masked; withheld if masking fails."""
+        """``value`` (one of the kernel's own records, JSON-like) with every card number masked;
+        withheld if masking fails. Its keys are field names, not data columns (``by_name=False``)."""
         try:
-            return mask_json(value, self.masker)[0] if needs_masking(value, self.masker) else value
+            if needs_masking(value, self.masker, by_name=False):
+                return mask_json(value, self.masker, by_name=False)[0]
+            return value
         except MaskingError:
             return {"withheld": "masking failed"} if isinstance(value, dict) else []
 

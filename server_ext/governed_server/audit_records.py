@@ -197,9 +197,10 @@ def prepare(event: AuditEvent, *, output_cap: int, masker: Masker | None = None)
         },
     }
     try:
-        if needs_masking(free_text, masker):
+        # Keys are the record's field names, not data columns: "span" is not a column ending in "pan".
+        if needs_masking(free_text, masker, by_name=False):
             _check_json(free_text)
-            masked, report = mask_json(free_text, masker)
+            masked, report = mask_json(free_text, masker, by_name=False)
         else:  # the common case: plain JSON types, one scan of every string at once, no copy
             masked, report = free_text, MaskReport()
     except MaskingError as error:

@@ -232,3 +232,33 @@ def test_a_card_number_in_what_the_guard_saw_never_leaves_the_kernel(
     assert not [b["event_type"] for b in mine if b["data"].get("ingest_masked")], (
         "the kernel sent an unmasked card number; the server had to mask it"
     )
+
+
+def test_rule_positions_reach_the_approver_and_the_log_as_numbers(
+    kernel: Any, governance_service: Any
+) -> None:
+    """The project's own numbers are not card data: a rule's span (under a key that ends in "pan")
+    reaches the queue and the audit log as the line and column it is, while the cell's card number
+    is masked everywhere."""
+    marker = unique("span-")
+    pan = "4111 1111 1111 1111"
+    code = f"note = 'card {pan}'\nif note:\n    !echo {marker}"
+    seen: list[dict[str, Any]] = []
+
+    def approve(request: dict[str, Any]) -> None:
+        seen.append(request)
+        governance_service.decide(request["id"], "approve", "ok")
+
+    result = kernel.execute(code, while_running=when_waiting(governance_service, approve))
+    assert result.status == "ok", result.text
+    request = governance_service.as_user("bob").get(f"approvals/{seen[0]['id']}").json()
+    assert pan not in request["code"] and "1111" in request["code"]
+    spans = [rule["span"] for rule in request["rules"]]
+    # Where the analyst typed it (columns from 1, end exclusive), not in IPython's rewrite of it.
+    assert {"line": 3, "column": 5, "end_line": 3, "end_column": 11 + len(marker)} in spans, spans
+    assert all(isinstance(value, int) for span in spans for value in span.values()), spans
+    records = cell_records(governance_service, marker, until=3)
+    start = next(r for r in records if r["event_type"] == "cell.start")
+    logged = [rule["span"] for rule in start["data"]["details"]["decision"]["rules"]]
+    assert logged and all(isinstance(v, int) for span in logged for v in span.values()), logged
+    assert pan not in start["data"]["code"]

@@ -285,3 +285,24 @@ def test_decision_json_shape() -> None:
     rule = data["rules"][0]
     assert {"id", "action", "reason", "span"} <= rule.keys()
     assert set(rule["span"]) == {"line", "column", "end_line", "end_column"}
+
+
+@pytest.mark.parametrize(
+    ("cell", "typed"),
+    [
+        ("!ls -la", "!ls -la"),
+        ("x = 1\n%time !ls -la", "%time !ls -la"),
+        ("note = 'x'\nif note:\n    !echo hi", "!echo hi"),
+        ("files = !ls /data", "!ls /data"),
+        ("%%bash\nls", "%%bash"),
+        ("import os\nos.system('ls')", "os.system"),
+        ("import pandas as pd\npd.read_sql('SELECT 1 FROM cards')", "pd.read_sql('SELECT 1 FROM cards')"),
+    ],
+)
+def test_spans_cover_what_the_analyst_typed(cell: str, typed: str) -> None:
+    """Rules read IPython's rewrite of a cell (``!ls`` is ``get_ipython().system('ls')``); spans are
+    given back on the cell as typed (columns from 1, end exclusive), for the approver's highlight."""
+    finding = CLASSIFIER.classify(cell).findings[0]
+    span, lines = finding.span, cell.splitlines()
+    assert span.line == span.end_line
+    assert lines[span.line - 1][span.column - 1 : span.end_column - 1] == typed

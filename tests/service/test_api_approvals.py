@@ -248,3 +248,32 @@ async def test_approvers_never_see_a_card_number_a_kernel_sent_unmasked(api: Api
     for text in (json.dumps(request), json.dumps(shown)):
         assert pan not in text
     assert shown["code"].endswith(pan[-4:]) and pan[-4:] in shown["rules"][0]["reason"]
+
+
+async def test_rule_spans_keep_their_numbers_and_reasons_are_masked(api: Api, governance: Any) -> None:
+    """The span key ends in "pan" like a card column; its numbers are positions, never masked."""
+    kernel = kernel_of(governance, "alice", "kernel-spans")
+    span = {"line": 12, "column": 5, "end_line": 12, "end_column": 40}
+    rule = {"id": "shell-commands", "action": "approve", "span": span,
+            "reason": "runs `echo 4111 1111 1111 1111`", "pci": ["10.2.1"]}  # fmt: skip
+    body = cell_request("!echo hello", policy_version=version(governance), rules=[rule])
+    status, created = await api(kernel, "POST", "kernel/approvals", body)
+    assert status == 201, created
+    status, shown = await api("bob", "GET", f"approvals/{created['id']}")
+    assert status == 200
+    assert shown["rules"][0]["span"] == span
+    assert "4111 1111 1111 1111" not in shown["rules"][0]["reason"]
+    assert shown["rules"][0]["reason"].endswith("1111`")
+
+
+@pytest.mark.parametrize(
+    "span",
+    [{"line": 4111111111111111}, {"line": "3"}, {"line": -1}, {"line": 1, "extra": "4111111111111111"}],
+)
+async def test_a_span_that_is_not_a_position_is_refused(api: Api, governance: Any, span: Any) -> None:
+    kernel = kernel_of(governance, "alice", "kernel-bad-span")
+    rule = {"id": "shell-commands", "action": "approve", "span": span}
+    body = cell_request("!echo hello", policy_version=version(governance), rules=[rule])
+    status, answer = await api(kernel, "POST", "kernel/approvals", body)
+    assert status == 400, answer
+    assert "span" in answer["message"]

@@ -22,7 +22,7 @@ from keyword import kwlist
 from typing import TYPE_CHECKING, Any
 
 from governed_kernel.policy.chunks import Words, split
-from governed_kernel.policy.decision import Decision, Finding, Span, strictest
+from governed_kernel.policy.decision import Decision, Finding, Span, fit_spans, strictest
 from governed_kernel.policy.matchers import (
     IO_WORD,
     RESOLVING_WORDS,
@@ -857,6 +857,8 @@ class Classifier:
                 else:
                     self.stats["skipped"] += 1
             findings = tuple(sorted(self._findings(observations), key=_position))
+            if findings:
+                findings = fit_spans(findings, cell)
         finally:
             if gc_was_enabled:
                 gc.enable()

@@ -6,7 +6,8 @@ approver, so it is plain data with a stable JSON form.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from governed_kernel.policy.model import Action, Mode, strictness
@@ -32,6 +33,25 @@ class Span:
     def __str__(self) -> str:
         return f"{self.line}:{self.column}"
 
+    def fitted(self, lines: list[str]) -> Span:
+        """This span inside the cell as typed. Rules read the Python that IPython makes of a cell
+        (``!ls`` becomes ``get_ipython().system('ls')``), whose lines are longer than the typed ones:
+        an approver's highlight must stay on what the analyst wrote."""
+        count = max(len(lines), 1)
+
+        def width(line: int) -> int:
+            return len(lines[line - 1]) + 1 if lines else 1
+
+        line = min(max(self.line, 1), count)
+        end_line = min(max(self.end_line, line), count)
+        column = min(max(self.column, 1), width(line))
+        end_column = min(max(self.end_column, 1), width(end_line))
+        if lines and lines[line - 1][column - 1 : column] in ("!", "%"):
+            end_line, end_column = line, width(line)  # an escape or magic: IPython rewrote the line whole
+        if end_line == line:
+            end_column = max(end_column, column)
+        return Span(line, column, end_line, end_column)
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -55,6 +75,15 @@ class Finding:
             "span": self.span.to_dict(),
             "pci": list(self.pci),
         }
+
+
+def fit_spans(findings: Iterable[Finding], cell: str) -> tuple[Finding, ...]:
+    """``findings`` with their spans inside ``cell`` as typed (see :meth:`Span.fitted`)."""
+    lines = cell.splitlines()
+    return tuple(
+        finding if (fitted := finding.span.fitted(lines)) == finding.span else replace(finding, span=fitted)
+        for finding in findings
+    )
 
 
 @dataclass(frozen=True)

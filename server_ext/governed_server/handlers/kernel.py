@@ -49,7 +49,7 @@ class KernelApprovalsHandler(KernelHandler):
         # Approvers see the rules' reasons and the path: masked here again, whatever the kernel did
         # (a reason can quote the cell, e.g. a process's arguments). Unmaskable → refused, not stored.
         try:
-            rules, _ = mask_json(body["rules"], service.masker)
+            rules, _ = mask_json(body["rules"], service.masker, by_name=False)  # keys are field names
             notebook_path = service.masker.mask_text(body.get("notebook_path", ""))[0]
             code = service.masker.mask_text(body["code"])[0]
         except MaskingError:

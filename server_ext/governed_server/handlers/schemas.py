@@ -7,6 +7,15 @@ from typing import Any
 HEX64 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 SHORT = {"type": "string", "maxLength": 1024}
 
+POSITION = {"type": "integer", "minimum": 0, "maximum": 10_000_000}
+"""A line or column in a cell: small enough that it can never be read as a card number."""
+
+SPAN = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {name: POSITION for name in ("line", "column", "end_line", "end_column")},
+}
+
 RULE = {
     "type": "object",
     "required": ["id", "action"],
@@ -15,7 +24,7 @@ RULE = {
         "action": {"enum": ["allow", "approve", "deny"]},
         "reason": {"type": "string", "maxLength": 2000},
         "pci": {"type": "array", "items": {"type": "string", "maxLength": 50}, "maxItems": 20},
-        "span": {"type": "object"},
+        "span": SPAN,
     },
 }
 
