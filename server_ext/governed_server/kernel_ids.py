@@ -4,7 +4,8 @@ A kernel's id is in every audit record of its cells (and is the key auditors que
 masks every record, so an id holding a digit run that passes for a card number (a random UUID does,
 rarely: its last group is twelve hex characters) would be stored masked, and the kernel's records
 would no longer match its id. The server's kernel manager therefore draws ids the masker leaves
-alone, as the kernel does for comm ids (:mod:`governed_kernel.comm_ids`).
+alone, as the kernel does for comm ids (:mod:`governed_kernel.comm_ids`); so do the ids of batch
+kernels (``batch-<uuid>``), which ``jupyter governance run`` and ``POST /credentials`` make.
 """
 
 from __future__ import annotations
@@ -14,6 +15,13 @@ from typing import Any
 
 from governed_kernel.comm_ids import unmasked_id
 from governed_kernel.masking import Masker
+
+BATCH_PREFIX = "batch-"
+
+
+def new_batch_kernel_id(masker: Masker) -> str:
+    """The id of a kernel started outside a Jupyter server (a batch run), never masked."""
+    return BATCH_PREFIX + unmasked_id(masker, lambda: str(uuid.uuid4()))
 
 
 def install(kernel_manager: Any, masker: Masker) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import getpass
 import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -65,6 +64,7 @@ class RunError(Exception):
 def embedded_service(db_url: str, policy_path: Path, workdir: Path) -> Iterator[KernelAccess]:
     """``jupyter governance serve`` on loopback for the run, and a credential for the OS user."""
     from governed_server.credentials import CredentialIssuer
+    from governed_server.kernel_ids import new_batch_kernel_id
     from governed_server.store import StoreError, open_store
 
     try:
@@ -72,7 +72,8 @@ def embedded_service(db_url: str, policy_path: Path, workdir: Path) -> Iterator[
     except StoreError as error:
         raise RunError(f"cannot open the governance store: {error}") from None
     user = getpass.getuser()
-    kernel_id = f"batch-{os.getpid()}-{int(time.time())}"
+    # The id is in every record of the run: one that reads as a card number would be stored masked.
+    kernel_id = new_batch_kernel_id(_masker(policy_path))
     try:
         token = CredentialIssuer(store, server_id="jupyter governance run").mint(kernel_id, user)
     finally:

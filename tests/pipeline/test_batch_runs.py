@@ -54,6 +54,9 @@ def test_a_clean_notebook_runs_and_is_audited(tmp_path: Path, governance_service
     assert [r["event_type"] for r in records] == ["cell.start", "cell.end"]
     assert {r["claimed_user"] for r in records} == {"ci-bot"}
     assert records[0]["origin"]["notebook"] == str(path)
+    kernel_ids = {r["origin"]["kernel_id"] for r in records}
+    assert len(kernel_ids) == 1 and next(iter(kernel_ids)).startswith("batch-"), kernel_ids
+    assert "*" not in next(iter(kernel_ids))
 
 
 def test_a_high_risk_cell_fails_with_the_request_id_then_runs_once_approved(

@@ -113,3 +113,47 @@ async def test_kernel_ids_never_look_like_card_numbers(
     real = uuid.uuid4
     monkeypatch.setattr("governed_server.kernel_ids.uuid.uuid4", lambda: next(draws, None) or real())
     assert jp_serverapp.kernel_manager.new_kernel_id() == "0f1e2d3c-4b5a-4697-8877-665544332211"
+
+
+def card_like_first(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Make the next UUID drawn for a kernel id card-like; return the clean one drawn after it."""
+    import uuid
+
+    clean = "1a2b3c4d-5e6f-4a8b-9c0d-e1f2a3b4c5d6"
+    draws = iter([uuid.UUID(CARD_LIKE_UUID), uuid.UUID(clean)])
+    real = uuid.uuid4
+    monkeypatch.setattr("governed_server.kernel_ids.uuid.uuid4", lambda: next(draws, None) or real())
+    return clean
+
+
+async def test_batch_kernel_ids_never_look_like_card_numbers_and_name_their_records(
+    api: Api, governance: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``POST /credentials`` (what ``jupyter governance run --url`` uses) names a batch kernel; its
+    records must carry that name unmasked, or an auditor's query by kernel id misses them."""
+    clean = card_like_first(monkeypatch)
+    status, minted = await api("alice", "POST", "credentials", {})
+    assert status == 201, minted
+    assert minted["kernel_id"] == f"batch-{clean}"
+    record = {"event_type": "cell.start", "code": "x = 1", "cell_hash": ""}
+    status, stored = await api(("kernel", minted["token"]), "POST", "kernel/audit", {"records": [record]})
+    assert status == 201, stored
+    logged = governance.service.audit.query(kernel_id=minted["kernel_id"])
+    assert [r.origin["kernel_id"] for r in logged] == [minted["kernel_id"]]
+
+
+def test_embedded_batch_runs_draw_ids_the_masker_leaves_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``jupyter governance run`` with its embedded service (no server URL) names its kernel too."""
+    from governed_kernel.resources import default_policy_path
+    from governed_server.kernel_ids import new_batch_kernel_id
+    from governed_server.runner import _masker, embedded_service
+
+    masker = _masker(None)
+    many = {new_batch_kernel_id(masker) for _ in range(20_000)}
+    assert len(many) == 20_000 and not any(masker.find(kernel_id) for kernel_id in many)
+    clean = card_like_first(monkeypatch)
+    db_url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    with embedded_service(db_url, default_policy_path(), tmp_path) as access:
+        assert access.kernel_id == f"batch-{clean}"

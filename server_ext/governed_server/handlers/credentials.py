@@ -7,7 +7,6 @@ records for itself, nothing more.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any, ClassVar
 
 from jupyter_server.auth.decorator import authorized
@@ -16,9 +15,8 @@ from tornado import web
 
 from governed_server.handlers.base import GovernanceHandler
 from governed_server.handlers.schemas import EMPTY
+from governed_server.kernel_ids import new_batch_kernel_id
 from governed_server.store import kernel_credentials
-
-BATCH_PREFIX = "batch-"
 
 
 class CredentialsHandler(GovernanceHandler):
@@ -31,7 +29,7 @@ class CredentialsHandler(GovernanceHandler):
     def post(self) -> None:
         self.json_body()
         person = self.person()
-        kernel_id = f"{BATCH_PREFIX}{uuid.uuid4()}"
+        kernel_id = new_batch_kernel_id(self.service.masker)
         token = self.service.credentials.mint(kernel_id, person.username)
         self.reply({"kernel_id": kernel_id, "token": token, "user": person.username}, status=201)
 
