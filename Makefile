@@ -81,7 +81,8 @@ test: system-deps install
 system-deps:
 	bash .ci/system-deps.sh
 
-lint:
+# On a fresh clone this first installs the project with its test extra (which pins the linters).
+lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

@@ -20,7 +20,7 @@ import {
 } from './api';
 import { baseName, download, el, formatTime, uniqueId } from './format';
 import { GovernanceModel } from './model';
-import { Highlighter } from './requestcard';
+import { Highlighter, highlightSegments, renderSource } from './source';
 
 /** Records per request (the API allows up to 1000). */
 const PAGE = 500;
@@ -414,12 +414,15 @@ export class AuditView extends Widget {
         className: 'jp-GovernanceRequest-code',
         attrs: { 'aria-label': 'Cell source (masked)', 'data-field': 'code', tabindex: '0' }
       });
+      // Every line, numbered like the request cards (the rules' spans are on the approval).
+      const source = r.data.code;
+      renderSource(code, source, [{ text: source, className: '' }], []);
       if (this._highlight) {
-        this._highlight(r.data.code, code).catch(() => {
-          code.textContent = r.data.code ?? '';
+        void highlightSegments(source, this._highlight).then(segments => {
+          if (segments.some(segment => segment.className)) {
+            renderSource(code, source, segments, []);
+          }
         });
-      } else {
-        code.textContent = r.data.code;
       }
       parts.push(el('h4', { text: 'Code (masked)' }), code);
     }

@@ -93,3 +93,43 @@ export function download(filename: string, content: string, type: string): void 
   link.remove();
   window.setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }
+
+const ROLE_WORDS: Record<string, string> = {
+  analyst: 'analyst',
+  analysts: 'analyst',
+  approver: 'approver',
+  approvers: 'approver',
+  auditor: 'auditor',
+  auditors: 'auditor'
+};
+
+/**
+ * The name to show for a user: the display name (the username when there is none), without a
+ * trailing "(role, …)" that only names roles the user holds, since the roles are shown beside it
+ * ("Bob (approver)" → "Bob"). A parenthesis that says anything else stays.
+ */
+export function personName(
+  displayName: string | null | undefined,
+  username: string,
+  roles: readonly string[]
+): string {
+  const name = (displayName ?? '').trim() || username;
+  const match = /^(.*\S)\s*\(([^()]*)\)$/.exec(name);
+  if (!match) {
+    return name;
+  }
+  const words = match[2]
+    .split(/[\s,;/&+]+/)
+    .map(word => word.toLowerCase())
+    .filter(word => word && word !== 'and');
+  const named = words.map(word => ROLE_WORDS[word]);
+  if (words.length && named.every(role => role && roles.includes(role))) {
+    return match[1];
+  }
+  return name;
+}
+
+/** "1 approval" / "2 approvals". */
+export function plural(count: number, singular: string, pluralForm = `${singular}s`): string {
+  return `${count} ${count === 1 ? singular : pluralForm}`;
+}

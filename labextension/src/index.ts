@@ -30,7 +30,7 @@ import { AuditView } from './audit';
 import { governanceIcon } from './icon';
 import { GovernanceModel, IApprovalEvent } from './model';
 import { GovernancePanel, TabName } from './panel';
-import { Highlighter } from './requestcard';
+import { Highlighter } from './source';
 import { GovernanceStatus } from './statusbar';
 
 export { governanceIcon };
@@ -146,10 +146,18 @@ const corePlugin: JupyterFrontEndPlugin<IGovernance> = {
         void panel.refresh();
       }
     });
+    // The queue is for approvers and auditors: others neither see nor can run the command.
+    const seesQueue = (): boolean => model.seesAll;
     app.commands.addCommand(CommandIDs.openQueue, {
       label: 'Show Approval Queue',
-      caption: 'Open the pending approval requests',
-      execute: () => show('queue')
+      caption: 'Open the pending approval requests (approvers and auditors)',
+      isEnabled: seesQueue,
+      isVisible: seesQueue,
+      execute: () => {
+        if (seesQueue()) {
+          show('queue');
+        }
+      }
     });
     app.commands.addCommand(CommandIDs.openMine, {
       label: 'Show My Approval Requests',
@@ -165,6 +173,10 @@ const corePlugin: JupyterFrontEndPlugin<IGovernance> = {
         palette.addItem({ command, category: 'Governance' });
       }
     }
+    // Menus and the palette ask again once the roles are known (or change).
+    model.changed.connect(() => {
+      app.commands.notifyCommandChanged(CommandIDs.openQueue);
+    });
     return { model, panel, highlight, show };
   }
 };
@@ -214,11 +226,32 @@ const auditPlugin: JupyterFrontEndPlugin<void> = {
       namespace: 'governed-kernel-audit'
     });
     let current: MainAreaWidget<AuditView> | null = null;
+    const model = governance.model;
+    // Reading the log is for auditors: the command is hidden and disabled for everybody else (the
+    // API refuses them anyway), and a restored layout does not reopen it for them.
+    const isAuditor = (): boolean => model.isAuditor;
+    model.changed.connect(() => {
+      app.commands.notifyCommandChanged(CommandIDs.openAudit);
+      // Roles can change (a new policy): the view closes for somebody who is no auditor any more.
+      if (model.me && !model.isAuditor && current && !current.isDisposed) {
+        current.dispose();
+      }
+    });
     app.commands.addCommand(CommandIDs.openAudit, {
       label: 'Open Audit Log',
       caption: 'Audit records, integrity check and export (auditors)',
       icon: governanceIcon,
-      execute: () => {
+      isEnabled: isAuditor,
+      isVisible: isAuditor,
+      execute: async () => {
+        // At start (a restored layout) the roles may not be known yet.
+        await model.ready;
+        if (!model.isAuditor) {
+          if (current && !current.isDisposed) {
+            current.dispose();
+          }
+          return;
+        }
         if (!current || current.isDisposed) {
           const content = new AuditView({
             model: governance.model,

@@ -7,6 +7,7 @@
  * request), and a slow poll as a fallback when the websocket is down.
  */
 import { Event } from '@jupyterlab/services';
+import { PromiseDelegate } from '@lumino/coreutils';
 import { ISignal, Signal } from '@lumino/signaling';
 
 import {
@@ -72,6 +73,19 @@ export class GovernanceModel {
 
   get me(): IMe | null {
     return this._me;
+  }
+
+  /**
+   * Whether the first load has finished (with `me` or with an error). Until then the roles are not
+   * known, and the UI shows no control that depends on them.
+   */
+  get loaded(): boolean {
+    return this._loaded;
+  }
+
+  /** Resolves when the first load has finished (see `loaded`). */
+  get ready(): Promise<void> {
+    return this._ready.promise;
   }
 
   get error(): string | null {
@@ -153,6 +167,8 @@ export class GovernanceModel {
     } catch (error) {
       this._error = errorMessage(error);
     }
+    this._loaded = true;
+    this._ready.resolve();
     this._changed.emit();
     this._startPolling();
   }
@@ -223,6 +239,8 @@ export class GovernanceModel {
 
   private _events: Event.IManager | null;
   private _me: IMe | null = null;
+  private _loaded = false;
+  private _ready = new PromiseDelegate<void>();
   private _error: string | null = null;
   private _requests = new Map<string, IApprovalRequest>();
   private _poll: number | null = null;

@@ -1,10 +1,15 @@
 /**
- * The right-side "Governance" panel, in tabs:
+ * The right-side "Governance" panel: who you are (name and governance roles), the policy in force,
+ * "Open audit log" for auditors, and tabs:
  *
  * - Queue (approvers and auditors): pending requests, oldest first, pushed live; approvers decide.
  * - History (approvers and auditors): decided, expired and cancelled requests, newest first.
  * - My requests: the user's own requests with their live state; pending ones can be cancelled.
  * - Service: what the governance service reports about itself (health).
+ *
+ * Each role sees only what it can use. Until `GET /me` has answered, the roles are unknown and the
+ * panel shows "Loading…" instead of controls that might then be taken away; approvers and auditors
+ * start on Queue, everybody else on My requests.
  */
 import { Widget } from '@lumino/widgets';
 
@@ -12,10 +17,11 @@ import {
   GovernanceApiError,
   IApprovalRequest,
   IHealth,
+  IMe,
   errorMessage,
   getHealth
 } from './api';
-import { el, shortVersion, uniqueId } from './format';
+import { el, personName, plural, shortVersion, uniqueId } from './format';
 import { GovernanceModel } from './model';
 import { CardMode, Highlighter, RequestCard } from './requestcard';
 
@@ -26,7 +32,7 @@ const HEALTH_FIELDS: ReadonlyArray<[keyof IHealth, string]> = [
   ['kernel_name', 'Kernel'],
   ['policy_path', 'Policy'],
   ['store', 'Store'],
-  ['user_display_name', 'Signed in as']
+  ['user', 'User']
 ];
 
 export type TabName = 'queue' | 'history' | 'mine' | 'service';
@@ -37,6 +43,10 @@ const TAB_LABELS: Record<TabName, string> = {
   mine: 'My requests',
   service: 'Service'
 };
+
+/** The tabs of a user who holds no role that sees everybody's requests. */
+const OWN_TABS: TabName[] = ['mine', 'service'];
+const ALL_TABS: TabName[] = ['queue', 'history', 'mine', 'service'];
 
 const EMPTY_TEXT: Record<Exclude<TabName, 'service'>, string> = {
   queue: 'No request is waiting for approval.',
@@ -143,13 +153,23 @@ export class GovernancePanel extends Widget {
       className: 'jp-GovernancePanel-identity',
       attrs: { 'data-field': 'identity' }
     });
+    this._policy = el('p', {
+      className: 'jp-GovernancePanel-policy',
+      attrs: { 'data-field': 'policy' }
+    });
+    this._loading = el('p', {
+      className: 'jp-GovernancePanel-loading',
+      text: 'Loading governance status…',
+      attrs: { role: 'status' }
+    });
+    // Only in the document for auditors (see _render): nobody else sees a button that is refused.
     this._auditButton = el('button', {
       className: 'jp-Button jp-mod-styled jp-mod-reject',
       text: 'Open audit log',
       attrs: { type: 'button', 'data-action': 'open-audit' }
     });
     this._auditButton.addEventListener('click', () => this._openAudit?.());
-    this._auditButton.hidden = true;
+    this._toolbar = el('div', { className: 'jp-GovernancePanel-toolbar' });
     this._error = el('p', {
       className: 'jp-GovernancePanel-error',
       attrs: { role: 'status', 'data-field': 'error' }
@@ -207,17 +227,19 @@ export class GovernancePanel extends Widget {
       this._tabs[name] = { tab, panel: tabpanel };
       this._tablist.append(tab);
     }
-    const panels = el('div', { className: 'jp-GovernancePanel-panels' });
+    this._panels = el('div', { className: 'jp-GovernancePanel-panels' });
     for (const { panel } of Object.values(this._tabs)) {
-      panels.append(panel);
+      this._panels.append(panel);
     }
     this.node.append(
       header,
       this._identity,
-      this._auditButton,
+      this._policy,
+      this._toolbar,
+      this._loading,
       this._error,
       this._tablist,
-      panels
+      this._panels
     );
     this._model.changed.connect(this._render, this);
     this._render();
@@ -228,14 +250,31 @@ export class GovernancePanel extends Widget {
     return this._current;
   }
 
-  /** Show a tab (and move the focus to it when asked). */
+  /** The tabs this user can use (Service alone while the user is not known). */
+  get availableTabs(): TabName[] {
+    const model = this._model;
+    if (!model.me) {
+      return ['service'];
+    }
+    return model.seesAll ? ALL_TABS : OWN_TABS;
+  }
+
+  /**
+   * Show a tab (and move the focus to it when asked). Before the roles are known, the choice is
+   * kept and applied once they are (a tab the user cannot use falls back to their first tab).
+   */
   selectTab(name: TabName, focus = false): void {
     this._chosen = true;
+    if (!this._model.loaded) {
+      this._current = name;
+      this._focusPending = this._focusPending || focus;
+      return;
+    }
     this._select(name, focus);
   }
 
   private _select(name: TabName, focus = false): void {
-    if (this._tabs[name]?.tab.hidden) {
+    if (!this.availableTabs.includes(name)) {
       name = this._defaultTab();
     }
     const previous = this._current;
@@ -253,6 +292,7 @@ export class GovernancePanel extends Widget {
     if (name === 'service' && previous !== 'service') {
       void this._refreshHealth();
     }
+    this._syncError();
   }
 
   /** Reload the user, the requests and the service health. */
@@ -284,6 +324,7 @@ export class GovernancePanel extends Widget {
     super.dispose();
   }
 
+  /** Approvers and auditors start on the queue, everybody else on their own requests. */
   private _defaultTab(): TabName {
     const me = this._model.me;
     if (!me) {
@@ -292,24 +333,79 @@ export class GovernancePanel extends Widget {
     return this._model.seesAll ? 'queue' : 'mine';
   }
 
+  /** "Signed in as Bob [approver] [auditor]": the name once, the roles as badges. */
+  private _renderIdentity(me: IMe | null): void {
+    this._identity.hidden = this._policy.hidden = !me;
+    if (!me) {
+      this._identity.replaceChildren();
+      this._policy.replaceChildren();
+      return;
+    }
+    const name = personName(me.display_name, me.username, me.roles);
+    const user = el('strong', {
+      className: 'jp-GovernancePanel-user',
+      text: name,
+      attrs: { 'data-field': 'user', title: `Username: ${me.username}` }
+    });
+    const roles = el('span', {
+      className: 'jp-GovernancePanel-roles',
+      attrs: { 'data-field': 'roles', role: 'list', 'aria-label': 'Governance roles' }
+    });
+    for (const role of me.roles) {
+      roles.append(
+        el('span', {
+          className: 'jp-GovernanceRole',
+          text: role,
+          attrs: { role: 'listitem', 'data-role': role }
+        })
+      );
+    }
+    if (!me.roles.length) {
+      roles.append(
+        el('span', {
+          className: 'jp-GovernanceRole jp-mod-none',
+          text: 'no governance role',
+          attrs: { role: 'listitem' }
+        })
+      );
+    }
+    this._identity.replaceChildren('Signed in as ', user, ' ', roles);
+    const policy = me.policy;
+    const version = el('span', {
+      text: shortVersion(policy.version),
+      attrs: { title: policy.version }
+    });
+    this._policy.replaceChildren(
+      `Policy ${policy.name} `,
+      version,
+      ` · ${policy.mode} · ${plural(policy.required_approvers, 'approval')} per request`
+    );
+  }
+
   private _render(): void {
     const model = this._model;
     const me = model.me;
     const error = model.error;
-    this._error.hidden = !error;
+    const loaded = model.loaded;
+    this.node.dataset.state = !loaded ? 'loading' : me ? 'ready' : 'unavailable';
     this._error.textContent = error ?? '';
-    if (me) {
-      const roles = me.roles.length ? me.roles.join(', ') : 'no governance role';
-      this._identity.textContent =
-        `${me.display_name || me.username} (${roles}) · policy ${me.policy.name} ` +
-        `${shortVersion(me.policy.version)} · ${me.policy.mode} · ` +
-        `${me.policy.required_approvers} approver(s) needed`;
+    this._syncError();
+    this._renderIdentity(me);
+    // Controls that depend on the roles appear once they are known, and only for those who can use them.
+    this._loading.hidden = loaded;
+    this._tablist.hidden = this._panels.hidden = !loaded;
+    if (model.isAuditor && this._openAudit) {
+      if (!this._auditButton.isConnected) {
+        this._toolbar.append(this._auditButton);
+      }
     } else {
-      this._identity.textContent = '';
+      this._auditButton.remove();
     }
-    this._auditButton.hidden = !(model.isAuditor && this._openAudit);
-    this._tabs.queue.tab.hidden = !model.seesAll;
-    this._tabs.history.tab.hidden = !model.seesAll;
+    this._toolbar.hidden = !this._toolbar.childElementCount;
+    const available = this.availableTabs;
+    for (const name of ALL_TABS) {
+      this._tabs[name].tab.hidden = !available.includes(name);
+    }
 
     const pending = model.pending;
     const counts: Record<TabName, number | null> = {
@@ -329,7 +425,16 @@ export class GovernancePanel extends Widget {
     this._lists.queue.render(model.seesAll ? pending : []);
     this._lists.history.render(model.seesAll ? model.history : []);
     this._lists.mine.render(model.mine);
-    if (!this._chosen || this._tabs[this._current].tab.hidden) {
+    if (!loaded) {
+      return;
+    }
+    if (!this._started) {
+      // The first time the roles are known: the tab asked for meanwhile, or the user's first tab.
+      this._started = true;
+      const focus = this._focusPending;
+      this._focusPending = false;
+      this._select(this._chosen ? this._current : this._defaultTab(), focus);
+    } else if (!this._chosen || !available.includes(this._current)) {
       this._select(this._defaultTab());
     }
   }
@@ -365,6 +470,16 @@ export class GovernancePanel extends Widget {
     }
   }
 
+  /** The model's error, unless the Service tab on show says the same thing already. */
+  private _syncError(): void {
+    const error = this._model.error;
+    const same =
+      this._current === 'service' &&
+      this._health.dataset.state === 'error' &&
+      this._health.textContent === error;
+    this._error.hidden = !error || same;
+  }
+
   private _showHealth(health: IHealth): void {
     const table = el('dl', { className: 'jp-GovernancePanel-health' });
     for (const [key, label] of HEALTH_FIELDS) {
@@ -383,6 +498,7 @@ export class GovernancePanel extends Widget {
     }
     this._health.replaceChildren(table);
     this._health.dataset.state = 'ok';
+    this._syncError();
   }
 
   private _showHealthError(message: string, error: unknown): void {
@@ -393,6 +509,7 @@ export class GovernancePanel extends Widget {
     });
     this._health.replaceChildren(node);
     this._health.dataset.state = 'error';
+    this._syncError();
     if (error instanceof GovernanceApiError && error.status === 404) {
       // Nothing else can work: show the reason on whatever tab is open.
       this._select('service');
@@ -402,6 +519,10 @@ export class GovernancePanel extends Widget {
   private _model: GovernanceModel;
   private _openAudit: (() => void) | null;
   private _identity: HTMLElement;
+  private _policy: HTMLElement;
+  private _loading: HTMLElement;
+  private _toolbar: HTMLElement;
+  private _panels: HTMLElement;
   private _auditButton: HTMLButtonElement;
   private _error: HTMLElement;
   private _tablist: HTMLElement;
@@ -410,5 +531,7 @@ export class GovernancePanel extends Widget {
   private _tabs = {} as Record<TabName, { tab: HTMLButtonElement; panel: HTMLElement }>;
   private _current: TabName = 'service';
   private _chosen = false;
+  private _started = false;
+  private _focusPending = false;
   private _timer: number | null = null;
 }

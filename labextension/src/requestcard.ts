@@ -1,7 +1,8 @@
 /**
- * One approval request as a card: who asked, where, how long it has waited, the masked cell
- * source (syntax highlighted), the matched rules with their PCI DSS requirements, N-of-M progress,
- * and the actions the current user may take (approve/deny with a reason, or cancel their own).
+ * One approval request as a card: who asked, where, how long it has waited, the whole masked cell
+ * source (numbered lines, syntax highlighted, each matched rule's span marked), the matched rules
+ * with their PCI DSS requirements and line, N-of-M progress, and the actions the current user may
+ * take (approve/deny with a reason, or cancel their own).
  *
  * Cards are keyed by request id and updated in place, so a reason being typed survives the
  * push updates and the once-a-second clock.
@@ -9,6 +10,7 @@
 import {
   IApprovalRequest,
   IMatchedRule,
+  ISpan,
   cancelApproval,
   decideApproval,
   errorMessage
@@ -23,9 +25,17 @@ import {
   uniqueId
 } from './format';
 import { GovernanceModel } from './model';
+import {
+  Highlighter,
+  ISourceMark,
+  fitSpan,
+  highlightSegments,
+  renderSource,
+  sourceLines,
+  spanLabel
+} from './source';
 
-/** Renders `code` into `node` with syntax highlighting (falls back to plain text). */
-export type Highlighter = (code: string, node: HTMLElement) => Promise<void>;
+export type { Highlighter } from './source';
 
 export type CardMode = 'queue' | 'history' | 'mine';
 
@@ -64,7 +74,7 @@ export class RequestCard {
     this._code = el('pre', {
       className: 'jp-GovernanceRequest-code',
       attrs: {
-        'aria-label': 'Cell source (card numbers masked)',
+        'aria-label': 'Cell source (card numbers masked; rule matches marked)',
         tabindex: '0',
         'data-field': 'code'
       }
@@ -72,7 +82,7 @@ export class RequestCard {
     this._details = el('div', { className: 'jp-GovernanceRequest-details' });
     this._actions = el('div', { className: 'jp-GovernanceRequest-actions' });
     this._request = request;
-    this._renderCode(request.code);
+    this._renderCode();
     if (_mode === 'history') {
       // Decided requests are compact: the source is one click away.
       const more = el(
@@ -97,10 +107,13 @@ export class RequestCard {
 
   /** Re-render what depends on the request's state; keeps a reason being typed. */
   update(request: IApprovalRequest): void {
-    if (request.code !== this._request.code) {
-      this._renderCode(request.code);
-    }
+    const codeChanged =
+      request.code !== this._request.code ||
+      JSON.stringify(request.rules) !== JSON.stringify(this._request.rules);
     this._request = request;
+    if (codeChanged) {
+      this._renderCode();
+    }
     this.node.dataset.status = request.status;
     this._renderSummary();
     this._renderDetails();
@@ -154,14 +167,35 @@ export class RequestCard {
     return 'decide';
   }
 
-  private _renderCode(code: string): void {
-    this._code.replaceChildren();
+  /** The id of the list item of rule `index` (the marks in the source point to it). */
+  private _ruleId(index: number): string {
+    return `${this._titleId}-rule-${index}`;
+  }
+
+  /** Every line of the source at once (plain), then again highlighted when the highlighter is done. */
+  private _renderCode(): void {
+    const { code, rules } = this._request;
+    const lines = sourceLines(code);
+    const marks: ISourceMark[] = [];
+    rules.forEach((rule, index) => {
+      const span = fitSpan(rule.span, lines);
+      if (span) {
+        marks.push({
+          rule: rule.id,
+          span,
+          title: `Rule ${rule.id} (${spanLabel(span)})${rule.reason ? `: ${rule.reason}` : ''}`,
+          describedBy: this._ruleId(index)
+        });
+      }
+    });
+    const generation = ++this._codeGeneration;
+    renderSource(this._code, code, [{ text: code, className: '' }], marks);
     if (this._highlight) {
-      this._highlight(code, this._code).catch(() => {
-        this._code.textContent = code;
+      void highlightSegments(code, this._highlight).then(segments => {
+        if (generation === this._codeGeneration && segments.some(segment => segment.className)) {
+          renderSource(this._code, code, segments, marks);
+        }
       });
-    } else {
-      this._code.textContent = code;
     }
   }
 
@@ -244,9 +278,10 @@ export class RequestCard {
       className: 'jp-GovernanceRequest-rules',
       attrs: { 'aria-label': 'Matched policy rules' }
     });
-    for (const rule of r.rules) {
-      rules.append(ruleItem(rule));
-    }
+    const lines = sourceLines(r.code);
+    r.rules.forEach((rule, index) => {
+      rules.append(ruleItem(rule, fitSpan(rule.span, lines), this._ruleId(index)));
+    });
     const parts: Node[] = [el('h4', { text: 'Why it needs approval' }), rules];
     if (r.decisions.length) {
       const decisions = el('ul', {
@@ -282,9 +317,12 @@ export class RequestCard {
         break;
       case 'own-cancel':
       case 'own': {
+        // Nobody approves their own request; only an approver needs to be told it is not theirs to decide.
         const note = el('p', {
           className: 'jp-GovernanceRequest-note',
-          text: 'Your own request: another approver decides it.'
+          text: this._model.isApprover
+            ? 'Your own request: another approver decides it.'
+            : 'Your request: an approver decides it.'
         });
         this._actions.append(note);
         if (kind === 'own-cancel') {
@@ -435,12 +473,13 @@ export class RequestCard {
   private readonly _actions: HTMLElement;
   private _waiting: HTMLElement | null = null;
   private _expires: HTMLElement | null = null;
+  private _codeGeneration = 0;
 }
 
-function ruleItem(rule: IMatchedRule): HTMLElement {
+function ruleItem(rule: IMatchedRule, span: ISpan | null, id: string): HTMLElement {
   const item = el(
     'li',
-    { attrs: { 'data-rule': rule.id } },
+    { attrs: { 'data-rule': rule.id, id } },
     el('code', { text: rule.id })
   );
   if (rule.reason) {
@@ -450,8 +489,10 @@ function ruleItem(rule: IMatchedRule): HTMLElement {
   if (rule.pci && rule.pci.length) {
     extras.push(`PCI DSS ${rule.pci.join(', ')}`);
   }
-  if (rule.span && rule.span.line) {
-    extras.push(`line ${rule.span.line}`);
+  // A span the server could not send as numbers is no span: no "line *".
+  if (span) {
+    extras.push(spanLabel(span));
+    item.dataset.line = String(span.line);
   }
   if (extras.length) {
     item.append(

@@ -18,10 +18,12 @@ from governed_kernel import KERNEL_NAME
 from governed_kernel._version import __version__
 from governed_kernel.masking import Masker
 from governed_kernel.resources import POLICY_ENV, default_policy_path
-from governed_server import EXTENSION_NAME, kernel_ids
+from governed_server import EXTENSION_NAME, ids
 from governed_server.credentials import SERVICE_URL_ENV, TOKEN_ENV, USER_ENV
 from governed_server.guard import GuardedKernelConnection
 from governed_server.handlers import API_PREFIX, default_handlers
+from governed_server.handlers.own_kernels import ownership_handlers
+from governed_server.ownership import KernelOwners
 from governed_server.paths import default_db_url, default_store_dir
 from governed_server.service import GovernanceService, ServiceSettings
 
@@ -110,6 +112,7 @@ class GovernedServerApp(ExtensionApp):
     service: GovernanceService | None = None
     unavailable_reason: str = ""
     guard_masker: Masker | None = None
+    kernel_owners: KernelOwners | None = None
 
     @default("policy_path")
     def _default_policy_path(self) -> str:
@@ -152,8 +155,21 @@ class GovernedServerApp(ExtensionApp):
         if self.set_default_kernel and not self._default_kernel_configured(serverapp.config):
             serverapp.kernel_manager.default_kernel_name = KERNEL_NAME
         self.start_service()
-        kernel_ids.install(serverapp.kernel_manager, self.service.masker if self.service else Masker())
+        ids.install(serverapp.kernel_manager, self.service.masker if self.service else Masker())
+        self.install_ownership()
         self.install_guard()
+
+    def install_ownership(self) -> None:
+        """Each person works in the kernels they started, unless the policy shares kernels."""
+        serverapp = self.serverapp
+        assert serverapp is not None
+        named = getattr(serverapp.identity_provider, "is_named", None)
+        self.kernel_owners = KernelOwners(named=named if callable(named) else None)
+        # Read at each request: the policy in force decides (no service: not shared, fail closed).
+        self.kernel_owners.share_kernels = lambda: bool(
+            self.service is not None and self.service.policy.sessions.share_kernels
+        )
+        self.kernel_owners.install(serverapp.kernel_manager, serverapp.session_manager)
 
     def install_guard(self) -> None:
         """Route kernel websockets through the masking connection class (unless configured otherwise)."""
@@ -259,3 +275,4 @@ class GovernedServerApp(ExtensionApp):
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(default_handlers())
+        self.handlers.extend(ownership_handlers())

@@ -6,11 +6,15 @@ starts ``jupyter lab`` with it:
 - :class:`~governed_server.identity_provider.NamedTokenIdentityProvider` maps one token per demo
   person to a named user (``ana``, the analyst; ``bob``, the approver, who is also an auditor);
 - the demo policy (``policies/examples/demo.yaml``: the bundled PCI DSS policy naming them);
-- the embedded default store (SQLite under the Jupyter data dir), the governed kernel as default.
+- the embedded default store (SQLite under the Jupyter data dir), the governed kernel as default;
+- a scratch copy of the demo notebook in the demo folder (outside any repository: what people save
+  while trying the demo stays there), one JupyterLab workspace per person (the analyst's opens the
+  notebook; the approver's opens the Governance panel on its queue).
 
 Tokens are random, made on first use and kept in ``demo-tokens.json`` (mode 0600) in the demo
 folder, so the printed URLs stay valid across restarts; ``--new-tokens`` replaces them. They are
 DEMO credentials: anybody with a URL is that person. Do not use this setup for real card data.
+The server's own token (for ``jupyter governance info`` and scripts) is kept there too, never printed.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,9 +39,17 @@ from jupyter_core.paths import jupyter_data_dir
 from governed_kernel.resources import POLICY_ENV, policies_dir
 
 DEMO_POLICY_NAME = "demo.yaml"
+DEMO_NOTEBOOK_NAME = "demo.ipynb"
 TOKENS_FILE = "demo-tokens.json"
 CONFIG_FILE = "jupyter_server_config.json"
+NOTEBOOKS_DIR = "notebooks"
+WORKSPACES_DIR = "workspaces"
+SERVER_TOKEN_KEY = "_server"
+"""Key of the server's own token in the tokens file (no demo username starts with "_")."""
 STARTUP_TIMEOUT = 120.0
+PANEL_ID = "governed-kernel-governance-panel"
+"""The Governance side panel's widget id (labextension/src/panel.ts)."""
+_PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 @dataclass(frozen=True)
@@ -45,11 +58,13 @@ class DemoPerson:
     username: str
     display_name: str
     description: str
+    opens_notebook: bool
+    """The analyst's link opens the demo notebook; the approver's opens the approval queue."""
 
 
 DEMO_PEOPLE: tuple[DemoPerson, ...] = (
-    DemoPerson("analyst", "ana", "Ana (analyst)", "runs notebooks; high-risk cells wait for approval"),
-    DemoPerson("approver", "bob", "Bob (approver)", "approves or denies in the Governance panel; auditor"),
+    DemoPerson("analyst", "ana", "Ana", "runs the notebook; high-risk cells wait for approval", True),
+    DemoPerson("approver", "bob", "Bob", "approves or denies in the Governance panel; auditor", False),
 )
 
 
@@ -58,12 +73,30 @@ def demo_policy_path() -> Path:
     return policies_dir() / "examples" / DEMO_POLICY_NAME
 
 
+def demo_notebook_source() -> Path:
+    """The demo notebook shipped with the package, or ``binder/demo.ipynb`` of a source checkout."""
+    installed = _PACKAGE_DIR / "demo_notebook" / DEMO_NOTEBOOK_NAME
+    if installed.is_file():
+        return installed
+    return _PACKAGE_DIR.parent.parent / "binder" / DEMO_NOTEBOOK_NAME
+
+
 def default_demo_dir() -> Path:
     return Path(jupyter_data_dir()) / "governance-demo"
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only (the folder too: 0700)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
 def load_tokens(demo_dir: Path, *, renew: bool = False) -> dict[str, str]:
-    """Username → token: read from the demo folder, or made (and saved, mode 0600) when missing."""
+    """Username → token (and the server's own token): read from the demo folder, or made (and saved,
+    mode 0600) when missing."""
     path = demo_dir / TOKENS_FILE
     tokens: dict[str, str] = {}
     if path.is_file() and not renew:
@@ -74,62 +107,128 @@ def load_tokens(demo_dir: Path, *, renew: bool = False) -> dict[str, str]:
         if isinstance(raw, dict):
             tokens = {str(k): str(v) for k, v in raw.items() if isinstance(v, str) and len(v) >= 16}
     changed = False
-    for person in DEMO_PEOPLE:
-        if person.username not in tokens:
-            tokens[person.username] = secrets.token_urlsafe(24)
+    for key in (*(person.username for person in DEMO_PEOPLE), SERVER_TOKEN_KEY):
+        if key not in tokens:
+            tokens[key] = secrets.token_urlsafe(24)
             changed = True
     if changed or renew:
-        demo_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(tokens, handle, indent=2)
+        _write_private(path, json.dumps(tokens, indent=2))
     return tokens
 
 
-def server_config(tokens: dict[str, str], policy_path: Path) -> dict[str, Any]:
-    """The jupyter_server config of the demo (named identities, demo policy)."""
+def server_config(
+    tokens: dict[str, str], policy_path: Path, *, workspaces_dir: Path, own_server_token: bool = True
+) -> dict[str, Any]:
+    """The jupyter_server config of the demo (named identities, demo policy, workspaces).
+
+    ``own_server_token``: set the server's token to the saved one, so jupyter_server does not make
+    one up and print it (an anonymous login that is neither demo person). Binder, whose hub logs
+    people in, writes the config without it.
+    """
     users = {
         tokens[p.username]: {"username": p.username, "display_name": p.display_name} for p in DEMO_PEOPLE
     }
+    provider: dict[str, Any] = {"users": users}
+    if own_server_token:
+        provider["token"] = tokens[SERVER_TOKEN_KEY]
     return {
         "ServerApp": {
             "identity_provider_class": "governed_server.identity_provider.NamedTokenIdentityProvider",
+            # jupyter_server's default keep-alive timeout (3 pings, 90 s) is longer than its ping
+            # interval, which tornado warns about at every websocket: the same 30 s, silently.
+            "tornado_settings": {"ws_ping_timeout": 30_000},
         },
-        "NamedTokenIdentityProvider": {"users": users},
+        "NamedTokenIdentityProvider": provider,
         "GovernedServerApp": {"policy_path": str(policy_path)},
         "MappingKernelManager": {"default_kernel_name": "governed-python"},
+        # Kernel channels as sockets in the runtime folder (0700), not on loopback TCP where any
+        # local user could connect (and ipykernel warns that they are unencrypted).
+        "KernelManager": {"transport": "ipc"},
+        # (No news pop-up over the queue: the package's Lab settings turn news and update checks off.)
+        "LabApp": {"workspaces_dir": str(workspaces_dir)},
     }
 
 
-def write_config(demo_dir: Path, tokens: dict[str, str], policy_path: Path) -> Path:
-    demo_dir.mkdir(parents=True, exist_ok=True)
+def workspace(person: DemoPerson) -> dict[str, Any]:
+    """The JupyterLab workspace a person's link opens: the Governance panel open on the right (its
+    first tab is the person's: the queue for an approver). The analyst's link also names the notebook."""
+    return {
+        "data": {
+            "layout-restorer:data": {
+                "main": {"dock": {"type": "tab-area", "currentIndex": 0, "widgets": []}},
+                "left": {"collapsed": not person.opens_notebook, "visible": True, "widgets": ["filebrowser"]},
+                "right": {"collapsed": False, "visible": True, "current": PANEL_ID, "widgets": [PANEL_ID]},
+                # Left sidebar, main area, right sidebar: the approver's queue gets room to read cells.
+                "relativeSizes": [0.18, 0.57, 0.25] if person.opens_notebook else [0.0, 0.55, 0.45],
+            },
+        },
+        "metadata": {"id": person.username},
+    }
+
+
+def write_workspaces(workspaces_dir: Path) -> None:
+    """One workspace per person, written at every start: each link opens the view made for its role
+    (JupyterLab's workspace manager names and checks the files)."""
+    from jupyterlab_server.workspaces_handler import WorkspacesManager
+
+    manager = WorkspacesManager(str(workspaces_dir))
+    for person in DEMO_PEOPLE:
+        manager.save(person.username, json.dumps(workspace(person), indent=2))
+
+
+def write_config(
+    demo_dir: Path, tokens: dict[str, str], policy_path: Path, *, own_server_token: bool = True
+) -> Path:
     path = demo_dir / CONFIG_FILE
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(server_config(tokens, policy_path), handle, indent=2)
+    config = server_config(
+        tokens, policy_path, workspaces_dir=demo_dir / WORKSPACES_DIR, own_server_token=own_server_token
+    )
+    _write_private(path, json.dumps(config, indent=2))
     return path
+
+
+def prepare_notebooks(demo_dir: Path, *, fresh: bool = False) -> Path:
+    """The folder the demo serves: a scratch copy of the demo notebook, kept across restarts (so
+    your edits survive) unless ``fresh``. The copy is trusted (signed, as ``jupyter trust`` does):
+    it is the project's own notebook, and JupyterLab would warn about it at every opening."""
+    import nbformat
+    from nbformat.sign import NotebookNotary
+
+    folder = demo_dir / NOTEBOOKS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / DEMO_NOTEBOOK_NAME
+    source = demo_notebook_source()
+    if source.is_file() and (fresh or not target.exists()):
+        shutil.copyfile(source, target)
+        NotebookNotary().sign(nbformat.read(target, as_version=4))  # type: ignore[no-untyped-call]
+    return folder
 
 
 def person_url(base: str, path: str, token: str) -> str:
     return f"{base.rstrip('/')}/{path.lstrip('/')}?token={token}"
 
 
-def banner(base: str, default_path: str, tokens: dict[str, str], policy_path: Path) -> str:
+def person_path(person: DemoPerson, notebook: str | None) -> str:
+    """``lab/workspaces/<name>``, plus the notebook for the analyst."""
+    path = f"lab/workspaces/{person.username}"
+    return f"{path}/tree/{notebook}" if notebook and person.opens_notebook else path
+
+
+def banner(base: str, notebook: str | None, tokens: dict[str, str], policy_path: Path, folder: Path) -> str:
     lines = [
         "",
         "=" * 78,
         "Governed kernel: two-person demo (DEMO identities, never for real card data)",
-        f"policy: {policy_path}",
         "",
     ]
     for person in DEMO_PEOPLE:
-        # One JupyterLab workspace per person, so their layouts do not overwrite each other.
-        path = default_path.replace("lab", f"lab/workspaces/{person.username}", 1)
-        lines.append(f"  {person.display_name}: {person.description}")
-        lines.append(f"    {person_url(base, path, tokens[person.username])}")
+        lines.append(f"  {person.display_name} ({person.role}): {person.description}")
+        lines.append(f"    {person_url(base, person_path(person, notebook), tokens[person.username])}")
         lines.append("")
     lines += [
         "Open each URL in its own browser profile or private window (the login is a cookie).",
+        f"notebooks: {folder} (a scratch copy: your edits stay there)",
+        f"policy:    {policy_path}",
         "Stop with Ctrl+C. Guide: docs/ui.md",
         "=" * 78,
         "",
@@ -144,6 +243,7 @@ def lab_argv(
     port: int,
     notebook_dir: Path,
     default_url: str,
+    verbose: bool = False,
     extra: Sequence[str] = (),
 ) -> list[str]:
     argv = [
@@ -156,22 +256,28 @@ def lab_argv(
         f"--ServerApp.root_dir={notebook_dir}",
         f"--LabApp.default_url={default_url}",
     ]  # fmt: skip
+    if not verbose:  # the demo's links come first; warnings and errors still show
+        argv += [f"--{app}.log_level=WARN" for app in ("ServerApp", "LabApp", "GovernedServerApp")]
     if os.geteuid() == 0:
         argv.append("--allow-root")
     return argv + [arg for arg in extra if arg != "--"]
 
 
-def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = STARTUP_TIMEOUT) -> bool:
-    """True once ``url`` answers; False if the process exited or the timeout passed."""
+def wait_until_up(
+    url: str, process: subprocess.Popen[bytes], token: str, timeout: float = STARTUP_TIMEOUT
+) -> bool:
+    """True once ``url`` answers (asked with the server's token, so nothing is logged as refused);
+    False if the process exited or the timeout passed."""
     deadline = time.monotonic() + timeout
+    request = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
     while time.monotonic() < deadline:
         if process.poll() is not None:
             return False
         try:
-            with urllib.request.urlopen(url, timeout=2):
+            with urllib.request.urlopen(request, timeout=2):
                 return True
         except urllib.error.HTTPError:
-            return True  # it answers (even 403): the server is up
+            return True  # it answers: the server is up
         except (urllib.error.URLError, OSError):
             time.sleep(0.3)
     return False
@@ -182,40 +288,51 @@ def run_demo(
     demo_dir: Path,
     ip: str = "127.0.0.1",
     port: int = 8888,
-    notebook_dir: Path,
+    notebook_dir: Path | None = None,
     policy_path: Path | None = None,
     renew_tokens: bool = False,
+    fresh_notebook: bool = False,
     launch: bool = True,
+    verbose: bool = False,
     extra: Sequence[str] = (),
 ) -> int:
-    """Write the demo config and (unless ``launch`` is False) run JupyterLab until interrupted."""
+    """Write the demo config and (unless ``launch`` is False) run JupyterLab until interrupted.
+
+    ``notebook_dir``: the folder to serve; by default a scratch copy of the demo notebook in
+    ``demo_dir`` (never a folder of the repository).
+    """
     policy = policy_path or demo_policy_path()
     if not policy.is_file():
         raise FileNotFoundError(f"the demo policy {policy} does not exist")
     tokens = load_tokens(demo_dir, renew=renew_tokens)
-    config_path = write_config(demo_dir, tokens, policy)
-    default_path = "lab/tree/demo.ipynb" if (notebook_dir / "demo.ipynb").is_file() else "lab"
+    config_path = write_config(demo_dir, tokens, policy, own_server_token=launch)
+    folder = notebook_dir if notebook_dir is not None else prepare_notebooks(demo_dir, fresh=fresh_notebook)
+    notebook = DEMO_NOTEBOOK_NAME if (folder / DEMO_NOTEBOOK_NAME).is_file() else None
+    write_workspaces(demo_dir / WORKSPACES_DIR)
     host = "127.0.0.1" if ip in ("", "0.0.0.0", "::") else ip
     base = f"http://{host}:{port}/"
+    text = banner(base, notebook, tokens, policy, folder)
     if not launch:
         print(f"demo config written to {config_path}")
-        print(banner(base, default_path, tokens, policy))
+        print(text)
         return 0
     argv = lab_argv(
         config_path=config_path,
         ip=ip,
         port=port,
-        notebook_dir=notebook_dir,
-        default_url="/" + default_path,
+        notebook_dir=folder,
+        default_url="/lab",
+        verbose=verbose,
         extra=extra,
     )
     env = {**os.environ, POLICY_ENV: str(policy)}
+    print(f"Starting JupyterLab for the demo on {base} ...", flush=True)
     process = subprocess.Popen(argv, env=env)
     # A service manager's SIGTERM stops JupyterLab too (its own SIGTERM handler shuts down cleanly).
     signal.signal(signal.SIGTERM, lambda _signum, _frame: process.terminate())
     try:
-        if wait_until_up(base + "api/status", process):
-            print(banner(base, default_path, tokens, policy), flush=True)
+        if wait_until_up(base + "api/status", process, tokens[SERVER_TOKEN_KEY]):
+            print(text, flush=True)
         return process.wait()
     except KeyboardInterrupt:
         process.send_signal(signal.SIGINT)

@@ -40,6 +40,10 @@ class NamedTokenIdentityProvider(IdentityProvider):
                 found = self._user(entry)
         return found
 
+    def is_named(self, username: str) -> bool:
+        """Whether ``username`` is one of the configured people (not a holder of the server's token)."""
+        return any(self._user(entry).username == username for entry in self.users.values())
+
     async def get_user_token(self, handler: web.RequestHandler) -> User | None:
         named = self.user_for_token(self.get_token(handler) or "")
         if named is not None:

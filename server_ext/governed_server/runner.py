@@ -64,7 +64,7 @@ class RunError(Exception):
 def embedded_service(db_url: str, policy_path: Path, workdir: Path) -> Iterator[KernelAccess]:
     """``jupyter governance serve`` on loopback for the run, and a credential for the OS user."""
     from governed_server.credentials import CredentialIssuer
-    from governed_server.kernel_ids import new_batch_kernel_id
+    from governed_server.ids import new_batch_kernel_id
     from governed_server.store import StoreError, open_store
 
     try:

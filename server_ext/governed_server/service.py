@@ -23,6 +23,7 @@ from governed_server.audit_records import AuditEvent, StoredRecord
 from governed_server.credentials import CredentialIssuer
 from governed_server.events import APPROVAL_SCHEMA, CELL_SCHEMA, INTEGRITY_SCHEMA, register_schemas
 from governed_server.identity import KernelPrincipal, RoleResolver
+from governed_server.ids import new_uuid
 from governed_server.store import Store, kernel_credentials
 
 log = logging.getLogger("governed_server")
@@ -98,8 +99,9 @@ class GovernanceService:
         self.roles = RoleResolver(self.policy.roles, settings.groups)
         self.credentials = CredentialIssuer(self.store, settings.server_id)
         self.approvals = ApprovalService(
-            self.store, self.audit, self.policy.approvals, self.roles, self.policy.version
-        )
+            self.store, self.audit, self.policy.approvals, self.roles, self.policy.version,
+            new_id=lambda: new_uuid(self.masker),
+        )  # fmt: skip
         if clock is not None:
             self.approvals.clock = clock
         self.waiters = ApprovalWaiters()

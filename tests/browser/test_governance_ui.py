@@ -2,6 +2,8 @@
 
 One JupyterLab (module-scoped) with named users from the test policy: alice (analyst), bob and carol
 (approvers), dave (auditor). Each person is a separate browser context, logged in by their token.
+Display names come in both forms the UI must handle: plain ("Alice", "Carol") and naming the role
+("Bob (approver)", "Dave (auditor)", as the demo's used to).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 import pytest
 from governance_service import TOKENS, letters_only_id, write_test_policy  # type: ignore[import-not-found]
+from lab_helpers import run_cell, wait_for_notebook  # type: ignore[import-not-found]
 
 from governed_kernel import KERNEL_NAME
 
@@ -29,6 +32,7 @@ PUSH_TIMEOUT_MS = 2_000
 PANEL = "#governed-kernel-governance-panel"
 PANEL_TAB = '.jp-SideBar.jp-mod-right [data-id="governed-kernel-governance-panel"]'
 STATUS_ITEM = "#governed-kernel-status"
+DISPLAY_NAMES = {"alice": "Alice", "bob": "Bob (approver)", "carol": "Carol", "dave": "Dave (auditor)"}
 
 
 # -- fixtures -------------------------------------------------------------------------------------
@@ -44,7 +48,8 @@ def lab(module_lab: Callable[..., Any], tmp_path_factory: pytest.TempPathFactory
             },
             "NamedTokenIdentityProvider": {
                 "users": {
-                    token: {"username": name, "display_name": name.title()} for name, token in TOKENS.items()
+                    token: {"username": name, "display_name": DISPLAY_NAMES[name]}
+                    for name, token in TOKENS.items()
                 }
             },
             "GovernedServerApp": {"policy_path": str(policy)},
@@ -55,16 +60,19 @@ def lab(module_lab: Callable[..., Any], tmp_path_factory: pytest.TempPathFactory
 
 @pytest.fixture
 def open_as(browser: Any, lab: Any) -> Iterator[Callable[..., Any]]:
-    """``open_as(user, path)``: a page in a new browser context logged in as ``user``."""
+    """``open_as(user, path)``: a page in a new browser context logged in as ``user``; ``init_script``
+    runs in the page before JupyterLab's own scripts."""
     contexts: list[Any] = []
 
-    def open_page(user: str, path: str = "") -> Any:
+    def open_page(user: str, path: str = "", init_script: str | None = None) -> Any:
         # A fresh workspace per page: the server keeps layouts per workspace name, not per user, and a
         # restored layout would reopen (and restart kernels for) earlier tests' notebooks.
         path = path or f"lab/workspaces/{user}-{uuid.uuid4().hex[:8]}"
         context = browser.new_context(viewport={"width": 1400, "height": 900}, accept_downloads=True)
         contexts.append(context)
         page = context.new_page()
+        if init_script:
+            page.add_init_script(init_script)
         page.goto(f"{lab.url}/{path}?token={TOKENS[user]}", timeout=UI_TIMEOUT_MS)
         page.locator(PANEL_TAB).wait_for(timeout=UI_TIMEOUT_MS)
         page.wait_for_function("() => window.jupyterapp && window.jupyterapp.restored", timeout=UI_TIMEOUT_MS)
@@ -76,15 +84,18 @@ def open_as(browser: Any, lab: Any) -> Iterator[Callable[..., Any]]:
     yield open_page
     for context in contexts:
         context.close()
-    # Kernels outlive the pages: shut this test's kernels down so the next test has the CPU.
-    for kernel in lab.get_json("api/kernels"):
-        request = urllib.request.Request(
-            f"{lab.url}/api/kernels/{kernel['id']}",
-            method="DELETE",
-            headers={"Authorization": f"token {lab.token}"},
-        )
-        with contextlib.suppress(urllib.error.URLError):
-            urllib.request.urlopen(request, timeout=30).close()
+    # Kernels outlive the pages: shut this test's kernels down so the next test has the CPU. Each
+    # person sees and stops only the kernels they started.
+    for token in TOKENS.values():
+        headers = {"Authorization": f"token {token}"}
+        with urllib.request.urlopen(urllib.request.Request(f"{lab.url}/api/kernels", headers=headers)) as got:
+            kernels = json.load(got)
+        for kernel in kernels:
+            request = urllib.request.Request(
+                f"{lab.url}/api/kernels/{kernel['id']}", method="DELETE", headers=headers
+            )
+            with contextlib.suppress(urllib.error.URLError):
+                urllib.request.urlopen(request, timeout=30).close()
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -117,30 +128,7 @@ def write_notebook(lab: Any, name: str, *sources: str) -> str:
 def open_notebook(page: Any, name: str) -> None:
     """Open ``name`` and wait until its governed kernel is idle."""
     page.evaluate("(path) => window.jupyterapp.commands.execute('docmanager:open', {path})", name)
-    page.wait_for_function(
-        """(path) => {
-            const w = window.jupyterapp.shell.currentWidget;
-            const s = w && w.sessionContext;
-            return !!s && w.context.path === path && !!s.session && !!s.session.kernel
-                && s.kernelDisplayStatus === 'idle';
-        }""",
-        arg=name,
-        timeout=UI_TIMEOUT_MS,
-    )
-    kernel = page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.name")
-    assert kernel == KERNEL_NAME
-
-
-def run_cell(page: Any, index: int) -> None:
-    """Start running cell ``index`` of the current notebook (does not wait: it may wait for approval)."""
-    page.evaluate(
-        """(index) => {
-            const nb = window.jupyterapp.shell.currentWidget;
-            nb.content.activeCellIndex = index;
-            void window.jupyterapp.commands.execute('notebook:run-cell');
-        }""",
-        index,
-    )
+    assert wait_for_notebook(page, name, UI_TIMEOUT_MS)["name"] == KERNEL_NAME
 
 
 def cell(page: Any, index: int) -> Any:
@@ -158,7 +146,8 @@ def open_panel(page: Any, tab: str | None = None) -> Any:
         timeout=UI_TIMEOUT_MS,
         polling=500,
     )
-    panel.locator('[data-field="identity"]').filter(has_text="policy").wait_for(timeout=UI_TIMEOUT_MS)
+    # The panel shows its role-dependent controls once it knows the user's roles.
+    page.locator(f'{PANEL}[data-state="ready"]').wait_for(timeout=UI_TIMEOUT_MS)
     if tab:
         panel.locator(f'[role="tab"][data-tab="{tab}"]').click()
     return panel
@@ -188,6 +177,50 @@ def api(lab: Any, user: str, method: str, path: str, body: Any = None) -> tuple[
 
 def db_url(lab: Any) -> str:
     return f"sqlite:///{lab.root_dir.parent / 'home' / 'data' / 'governance' / 'governance.sqlite'}"
+
+
+def request_as_kernel(
+    lab: Any, user: str, code: str, rules: list[dict[str, Any]], notebook: str = "own.ipynb"
+) -> str:
+    """Open a pending approval request for ``user`` through the kernel API, with a kernel credential
+    minted for the occasion (as the server does for each kernel it starts); returns its id."""
+    from governed_server.credentials import CredentialIssuer
+    from governed_server.store import open_store
+
+    store = open_store(db_url(lab))
+    try:
+        token = CredentialIssuer(store).mint(f"ui-test-{letters_only_id()}", user)
+    finally:
+        store.close()
+    me = api(lab, user, "GET", "me")[1]
+    request = urllib.request.Request(
+        f"{lab.url}/governance/api/kernel/approvals",
+        method="POST",
+        data=json.dumps(
+            {
+                "cell_hash": hashlib.sha256(code.encode()).hexdigest(),
+                "code": code,
+                "policy_version": me["policy"]["version"],
+                "rules": rules,
+                "notebook_path": notebook,
+                "cell_id": "own-1",
+            }
+        ).encode(),
+        headers={"Authorization": f"GovernedKernel {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return str(json.load(response)["id"])
+
+
+def alice_runs_a_gated_cell(open_as: Callable[..., Any], name: str) -> tuple[Any, Any, Any, str]:
+    """Bob opens his queue, Alice runs the first cell of ``name``, which waits for approval: Bob's
+    page, his queue, Alice's page and her request's id."""
+    bob = open_as("bob")
+    queue = open_panel(bob, "queue").locator('[data-tabpanel="queue"]')
+    alice = open_as("alice")
+    open_notebook(alice, name)
+    run_cell(alice, 0)
+    return bob, queue, alice, request_id_of(alice, 0)
 
 
 def card(panel: Any, request_id: str) -> Any:
@@ -233,9 +266,14 @@ def test_approve_path_pushes_to_the_approver_and_runs_the_cell(
     assert "0 of 1" in pending.locator('[data-field="approvals"]').inner_text()
     assert pending.locator('[data-field="policy_version"]').inner_text()
     assert pending.locator('[data-field="expires"]').inner_text().startswith("in ")
-    # Syntax-highlighted source: tokens in spans.
-    pending.locator('[data-field="code"] span').first.wait_for(timeout=UI_TIMEOUT_MS)
-    assert "echo governed-approve" in pending.locator('[data-field="code"]').inner_text()
+    # The source, syntax highlighted (token spans in the numbered lines), with the span of the rule that
+    # the kernel's classifier matched marked: the shell escape on line 1.
+    code = pending.locator('[data-field="code"]')
+    code.locator(".jp-GovernanceRequest-line span[class]").first.wait_for(timeout=UI_TIMEOUT_MS)
+    assert code.text_content() == "!echo governed-approve-$((40+2))"
+    mark = code.locator('mark.jp-GovernanceRequest-span[data-rules~="shell-commands"]')
+    assert mark.text_content() == "!echo governed-approve-$((40+2))"
+    assert "line 1, column 1" in pending.locator('li[data-rule="shell-commands"]').inner_text()
 
     # The analyst's status bar counts the pending request; clicking opens "My requests".
     status_item.filter(has_text="1 pending").wait_for(timeout=PUSH_TIMEOUT_MS * 3)
@@ -281,12 +319,7 @@ def test_approve_path_pushes_to_the_approver_and_runs_the_cell(
 
 def test_deny_path_stops_the_cell_with_the_reason(lab: Any, open_as: Callable[..., Any]) -> None:
     name = write_notebook(lab, "deny.ipynb", "!echo should-not-run")
-    bob = open_as("bob")
-    queue = open_panel(bob, "queue").locator('[data-tabpanel="queue"]')
-    alice = open_as("alice")
-    open_notebook(alice, name)
-    run_cell(alice, 0)
-    request_id = request_id_of(alice, 0)
+    bob, queue, alice, request_id = alice_runs_a_gated_cell(open_as, name)
     pending = card(queue, request_id)
     pending.wait_for(timeout=PUSH_TIMEOUT_MS)
     pending.locator('[data-field="reason"]').fill("no business need")
@@ -357,36 +390,14 @@ def test_expiry_and_cancel_paths(lab: Any, open_as: Callable[..., Any]) -> None:
 def test_no_approve_controls_for_non_approvers_or_own_requests_and_the_api_refuses(
     lab: Any, open_as: Callable[..., Any], artifacts_dir: Path
 ) -> None:
-    from governed_server.credentials import CredentialIssuer
-    from governed_server.store import open_store
-
     # A pending request by bob (an approver), opened through bob's kernel credential.
-    store = open_store(db_url(lab))
-    try:
-        token = CredentialIssuer(store).mint(f"ui-test-{letters_only_id()}", "bob")
-    finally:
-        store.close()
-    me = api(lab, "bob", "GET", "me")[1]
     code = "import subprocess\nsubprocess.run(['true'])\n"
-    request = urllib.request.Request(
-        f"{lab.url}/governance/api/kernel/approvals",
-        method="POST",
-        data=json.dumps(
-            {
-                "cell_hash": hashlib.sha256(code.encode()).hexdigest(),
-                "code": code,
-                "policy_version": me["policy"]["version"],
-                "rules": [
-                    {"id": "processes-and-native-code", "action": "approve", "reason": "test", "pci": []}
-                ],
-                "notebook_path": "own.ipynb",
-                "cell_id": "own-1",
-            }
-        ).encode(),
-        headers={"Authorization": f"GovernedKernel {token}", "Content-Type": "application/json"},
+    request_id = request_as_kernel(
+        lab,
+        "bob",
+        code,
+        [{"id": "processes-and-native-code", "action": "approve", "reason": "test", "pci": []}],
     )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        request_id = json.load(response)["id"]
 
     # Bob's own request: listed, but without approve/deny controls; the API refuses him too.
     bob = open_as("bob")
@@ -499,3 +510,233 @@ def test_audit_view_lists_records_verifies_and_exports(
     # Analysts cannot read the log.
     status, _ = api(lab, "alice", "GET", "audit")
     assert status == 403
+
+
+# -- what each role sees --------------------------------------------------------------------------
+
+# Records, from the first script of the page on, whether the panel ever showed a control that depends
+# on a role: it must not show one before it knows the roles and take it away after.
+ROLE_CONTROLS_WATCH = """
+(() => {
+  const seen = { audit: false, queue: false, history: false };
+  window.__governanceSeen = seen;
+  const check = () => {
+    const panel = document.getElementById('governed-kernel-governance-panel');
+    if (!panel) return;
+    seen.audit = seen.audit || !!panel.querySelector('[data-action="open-audit"]');
+    for (const tab of ['queue', 'history']) {
+      const node = panel.querySelector(`[role="tab"][data-tab="${tab}"]`);
+      seen[tab] = seen[tab] || (!!node && !node.hidden && !node.closest('[hidden]'));
+    }
+  };
+  new MutationObserver(check).observe(document, { subtree: true, childList: true, attributes: true });
+})();
+"""
+
+GOVERNANCE_COMMANDS = ("governance:open-audit", "governance:open-approvals", "governance:open-my-requests")
+
+
+def visible_tabs(panel: Any) -> list[str]:
+    return [
+        str(t) for t in panel.locator('[role="tab"]:visible').evaluate_all("ts => ts.map(t => t.dataset.tab)")
+    ]
+
+
+def selected_tab(panel: Any) -> str:
+    return str(panel.locator('[role="tab"][aria-selected="true"]').get_attribute("data-tab"))
+
+
+def command_states(page: Any) -> dict[str, tuple[bool, bool]]:
+    """Each governance command's (isEnabled, isVisible)."""
+    states = page.evaluate(
+        """(ids) => Object.fromEntries(ids.map(id => [id, [
+            window.jupyterapp.commands.isEnabled(id), window.jupyterapp.commands.isVisible(id)]]))""",
+        list(GOVERNANCE_COMMANDS),
+    )
+    return {key: (bool(value[0]), bool(value[1])) for key, value in states.items()}
+
+
+def palette_labels(page: Any) -> list[str]:
+    """The labels the command palette offers for "Governance"."""
+    page.evaluate("() => window.jupyterapp.commands.execute('apputils:activate-command-palette')")
+    search = page.locator(".lm-CommandPalette-input:visible")
+    search.fill("Governance")
+    items = page.locator(".lm-CommandPalette-item:visible")
+    items.filter(has_text="Show My Approval Requests").first.wait_for(timeout=UI_TIMEOUT_MS)
+    labels = [str(t) for t in items.locator(".lm-CommandPalette-itemLabel").all_inner_texts()]
+    search.press("Escape")
+    return labels
+
+
+def identity_of(panel: Any) -> tuple[str, str, list[str]]:
+    """The identity line's text, the name shown and the role badges."""
+    identity = panel.locator('[data-field="identity"]')
+    roles = identity.locator("[data-role]").evaluate_all("rs => rs.map(r => r.dataset.role)")
+    return identity.inner_text(), identity.locator('[data-field="user"]').inner_text(), roles
+
+
+def test_each_role_sees_only_what_it_can_use(
+    lab: Any, open_as: Callable[..., Any], artifacts_dir: Path
+) -> None:
+    # An analyst: My requests and Service, opened on My requests; no audit log anywhere, not even briefly.
+    alice = open_as("alice", init_script=ROLE_CONTROLS_WATCH)
+    panel = open_panel(alice)
+    assert visible_tabs(panel) == ["mine", "service"]
+    assert selected_tab(panel) == "mine"
+    assert panel.locator('[data-action="open-audit"]').count() == 0
+    assert alice.evaluate("() => window.__governanceSeen") == {
+        "audit": False,
+        "queue": False,
+        "history": False,
+    }
+    states = command_states(alice)
+    assert states["governance:open-audit"] == (False, False), states
+    assert states["governance:open-approvals"] == (False, False), states
+    assert states["governance:open-my-requests"] == (True, True), states
+    labels = palette_labels(alice)
+    assert "Open Audit Log" not in labels and "Show Approval Queue" not in labels, labels
+    # Run anyway (a script, a stale shortcut): the audit view does not open for an analyst.
+    alice.evaluate("() => window.jupyterapp.commands.execute('governance:open-audit')")
+    assert alice.locator("#governed-kernel-audit-view").count() == 0
+    # The name once, then the role as a badge.
+    text, name, roles = identity_of(panel)
+    assert name == "Alice" and roles == ["analyst"], (text, name, roles)
+    assert text.count("Alice") == 1 and text.count("analyst") == 1, text
+    alice.screenshot(path=str(artifacts_dir / "ui-analyst-panel.png"))
+
+    # An approver ("Bob (approver)"): every tab, opened on Queue, but no audit log (not an auditor).
+    bob = open_as("bob", init_script=ROLE_CONTROLS_WATCH)
+    panel = open_panel(bob)
+    assert visible_tabs(panel) == ["queue", "history", "mine", "service"]
+    assert selected_tab(panel) == "queue"
+    assert panel.locator('[data-tabpanel="queue"]').is_visible()
+    assert panel.locator('[data-action="open-audit"]').count() == 0
+    assert bob.evaluate("() => window.__governanceSeen.audit") is False
+    states = command_states(bob)
+    assert states["governance:open-approvals"] == (True, True), states
+    assert states["governance:open-audit"] == (False, False), states
+    text, name, roles = identity_of(panel)
+    assert name == "Bob" and roles == ["approver"], (text, name, roles)
+    assert text.count("Bob") == 1 and text.count("approver") == 1, text
+
+    # An auditor ("Dave (auditor)"): the queue (read only), opened on Queue, and the audit log.
+    dave = open_as("dave")
+    panel = open_panel(dave)
+    assert visible_tabs(panel) == ["queue", "history", "mine", "service"]
+    assert selected_tab(panel) == "queue"
+    assert panel.locator('[data-action="open-audit"]').is_visible()
+    states = command_states(dave)
+    assert states["governance:open-audit"] == (True, True), states
+    assert states["governance:open-approvals"] == (True, True), states
+    labels = palette_labels(dave)
+    assert "Open Audit Log" in labels and "Show Approval Queue" in labels, labels
+    text, name, roles = identity_of(panel)
+    assert name == "Dave" and roles == ["auditor"], (text, name, roles)
+    assert text.count("Dave") == 1 and text.count("auditor") == 1, text
+    dave.screenshot(path=str(artifacts_dir / "ui-auditor-panel.png"))
+
+
+def test_request_card_shows_the_whole_source_with_the_rule_spans_marked(
+    lab: Any, open_as: Callable[..., Any], artifacts_dir: Path
+) -> None:
+    lines = [
+        "import subprocess",
+        "# a reviewer reads every line",
+        "!ls -la /tmp",
+        "note = '" + "a long line that has to wrap " * 20 + "'",
+        *[f"value_{n} = {n} * 2  # filler line {n}" for n in range(5, 30)],
+        "result = subprocess.run(['true'])",
+    ]
+    assert len(lines) == 30
+    source = "\n".join(lines)
+    name = write_notebook(lab, "spans.ipynb", source)
+    bob, queue, _alice, request_id = alice_runs_a_gated_cell(open_as, name)
+
+    # The kernel's classifier found the shell escape on line 3 and the process on line 30; the server
+    # sends their spans as numbers (lines and columns from 1, the end column exclusive).
+    view = api(lab, "bob", "GET", f"approvals/{request_id}")[1]
+    spans = {rule["id"]: rule.get("span") for rule in view["rules"]}
+    assert spans == {
+        "shell-commands": {"line": 3, "column": 1, "end_line": 3, "end_column": 13},
+        "processes-and-native-code": {"line": 30, "column": 10, "end_line": 30, "end_column": 24},
+    }, view["rules"]
+
+    pending = card(queue, request_id)
+    pending.wait_for(timeout=PUSH_TIMEOUT_MS)
+    code = pending.locator('[data-field="code"]')
+    code.locator(".jp-GovernanceRequest-line span[class]").first.wait_for(timeout=UI_TIMEOUT_MS)
+    # Every line, whole and in order, each in its numbered line; nothing replaced by an ellipsis.
+    shown = code.evaluate(
+        "pre => Array.from(pre.querySelectorAll('.jp-GovernanceRequest-line'))"
+        ".map(line => [line.dataset.line, line.textContent])"
+    )
+    assert shown == [[str(n), text] for n, text in enumerate(lines, 1)]
+    assert code.text_content() == source
+    # Nothing is cut at the side (long lines wrap inside the card); a long cell scrolls in the card.
+    box = code.evaluate(
+        """pre => {
+            const style = getComputedStyle(pre);
+            const rect = pre.getBoundingClientRect();
+            const long = pre.querySelector('[data-line="4"]').getBoundingClientRect();
+            const short = pre.querySelector('[data-line="1"]').getBoundingClientRect();
+            return {
+                scrollWidth: pre.scrollWidth, clientWidth: pre.clientWidth,
+                scrollHeight: pre.scrollHeight, clientHeight: pre.clientHeight,
+                overflowY: style.overflowY, textOverflow: style.textOverflow,
+                longRight: long.right, right: rect.right, longHeight: long.height, lineHeight: short.height,
+            };
+        }"""
+    )
+    assert box["scrollWidth"] <= box["clientWidth"], box
+    assert box["longRight"] <= box["right"] and box["longHeight"] > 3 * box["lineHeight"], box
+    assert box["textOverflow"] != "ellipsis", box
+    assert box["overflowY"] in ("auto", "scroll") and box["scrollHeight"] > box["clientHeight"], box
+    assert box["clientHeight"] >= 15 * box["lineHeight"], box
+
+    # Each rule's span is marked on its line: the marked text is what the span covers.
+    def marked(rule: str) -> Any:
+        return code.locator(f'mark.jp-GovernanceRequest-span[data-rules~="{rule}"]')
+
+    line_of = "mark => mark.closest('.jp-GovernanceRequest-line').dataset.line"
+    shell, process = marked("shell-commands"), marked("processes-and-native-code")
+    assert shell.count() == 1 and process.count() == 1
+    assert shell.text_content() == "!ls -la /tmp" and shell.evaluate(line_of) == "3"
+    assert process.text_content() == "subprocess.run" and process.evaluate(line_of) == "30"
+    flagged = code.locator(".jp-GovernanceRequest-line.jp-mod-flagged")
+    assert flagged.evaluate_all("ls => ls.map(l => l.dataset.line)") == ["3", "30"]
+    # Accessible: the mark names its rule and is described by the rule's entry in the list.
+    assert "shell-commands" in str(shell.get_attribute("title"))
+    described = bob.locator(f"#{shell.get_attribute('aria-describedby')}")
+    assert described.get_attribute("data-rule") == "shell-commands"
+    # The rule list says where.
+    assert "line 3, column 1" in pending.locator('li[data-rule="shell-commands"]').inner_text()
+    assert "line 30, column 10" in pending.locator('li[data-rule="processes-and-native-code"]').inner_text()
+    process.scroll_into_view_if_needed()
+    bob.screenshot(path=str(artifacts_dir / "ui-request-source-spans.png"))
+
+    # A span that is no span (missing, or past the last line) is neither marked nor named.
+    odd_id = request_as_kernel(
+        lab,
+        "alice",
+        "import os\nos.system('true')",
+        [
+            {"id": "shell-commands", "action": "approve", "reason": "no span", "pci": []},
+            {
+                "id": "processes-and-native-code",
+                "action": "approve",
+                "reason": "past the end",
+                "pci": [],
+                "span": {"line": 99, "column": 1, "end_line": 99, "end_column": 5},
+            },
+        ],
+        notebook="odd.ipynb",
+    )
+    odd = card(queue, odd_id)
+    odd.wait_for(timeout=UI_TIMEOUT_MS)
+    assert odd.locator("mark").count() == 0
+    assert odd.locator(".jp-mod-flagged").count() == 0
+    rules_text = odd.locator(".jp-GovernanceRequest-rules").inner_text()
+    assert "line" not in rules_text and "*" not in rules_text, rules_text
+    for done in (request_id, odd_id):
+        status, body = api(lab, "alice", "POST", f"approvals/{done}/cancel", {})
+        assert status == 200, body

@@ -81,6 +81,8 @@ def test_one_distribution_ships_both_packages_policies_and_labextension(fresh_en
         "etc/jupyter/jupyter_server_config.d/governed_server.json",
         "share/jupyter/labextensions/@governed-kernel/labextension/package.json",
         "share/jupyter/labextensions/@governed-kernel/labextension/install.json",
+        "governed_server/demo_notebook/demo.ipynb",
+        "share/jupyter/lab/settings/overrides.d/governed-kernel.json",
     ):
         assert expected in files, expected
     assert "share/jupyter/labextensions/@governed-kernel/labextension/static/remoteEntry." in files
@@ -144,3 +146,27 @@ def test_binder_post_build_sets_up_the_demo(fresh_env: FreshEnv, repo_root: Path
         "ana",
         "bob",
     }
+
+
+def test_the_demo_runs_from_the_wheel_with_a_scratch_notebook(fresh_env: FreshEnv, tmp_path: Path) -> None:
+    """Outside the repository (no binder/ folder) the demo serves a copy of the notebook it ships."""
+    demo_dir = tmp_path / "demo"
+    printed = fresh_env.run(
+        "jupyter", "governance", "demo", "--no-launch", "--demo-dir", demo_dir, cwd=tmp_path
+    ).stdout
+    copy = demo_dir / "notebooks" / "demo.ipynb"
+    assert json.loads(copy.read_text())["metadata"]["kernelspec"]["name"] == KERNEL_NAME
+    assert f"notebooks: {copy.parent}" in printed
+    assert "/lab/workspaces/bob?token=" in printed
+
+
+def test_jupyterlab_asks_nothing_about_news(fresh_env: FreshEnv) -> None:
+    """No news fetched from the internet, no update check, no pop-up over the approval queue."""
+    settings = fresh_env.run(
+        fresh_env.bin / "python", "-c",
+        "from jupyterlab_server.settings_utils import _get_overrides;"
+        "from jupyterlab.commands import get_app_dir; import json, os;"
+        "print(json.dumps(_get_overrides(os.path.join(get_app_dir(), 'settings'))[0]))",
+    ).stdout  # fmt: skip
+    notification = json.loads(settings)["@jupyterlab/apputils-extension:notification"]
+    assert notification == {"fetchNews": "false", "checkForUpdates": False}

@@ -295,6 +295,8 @@ def test_decision_json_shape() -> None:
         ("note = 'x'\nif note:\n    !echo hi", "!echo hi"),
         ("files = !ls /data", "!ls /data"),
         ("%%bash\nls", "%%bash"),
+        ("note = 'café ☕'; import subprocess; subprocess.run(['ls'])", "subprocess.run"),
+        ("if True:\n    x = 'é'; import os; os.system('ls')", "os.system"),
         ("import os\nos.system('ls')", "os.system"),
         ("import pandas as pd\npd.read_sql('SELECT 1 FROM cards')", "pd.read_sql('SELECT 1 FROM cards')"),
     ],

@@ -22,9 +22,11 @@ USERS = {
 TOKENS = {name: hashlib.sha256(f"token-of-{name}".encode()).hexdigest() for name in USERS}
 
 
-def write_policy(path: Path, **approvals: Any) -> Path:
-    """The bundled PCI DSS policy with test roles (and approval settings overridden)."""
+def write_policy(path: Path, sessions: dict[str, Any] | None = None, **approvals: Any) -> Path:
+    """The bundled PCI DSS policy with test roles (and approval and session settings overridden)."""
     data = yaml.safe_load((policies_dir() / "pci-dss.yaml").read_text())
+    if sessions is not None:
+        data["sessions"] = sessions
     data["roles"] = {
         "analysts": {"users": ["alice", "erin"], "groups": []},
         "approvers": {"users": ["bob", "erin"], "groups": ["approvers"]},

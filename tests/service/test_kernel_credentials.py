@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -73,8 +74,14 @@ async def test_kernel_gets_a_credential_for_its_user_and_loses_it_at_shutdown(
         _, listing = await api("dave", "GET", "audit", params={"kernel_id": kernel_id})
         assert {r["user"] for r in listing["records"]} == {"alice"}
         assert "cell.start" in {r["event_type"] for r in listing["records"]}
-    finally:
-        await jp_fetch("api", "kernels", kernel_id, method="DELETE")
+    finally:  # as the kernel's owner: nobody else may stop it
+        await jp_fetch(
+            "api",
+            "kernels",
+            kernel_id,
+            method="DELETE",
+            headers={"Authorization": f"token {TOKENS['alice']}"},
+        )
 
     status, body = await api(
         ("kernel", token), "POST", "kernel/audit", {"records": [{"event_type": "cell.start"}]}
@@ -111,7 +118,7 @@ async def test_kernel_ids_never_look_like_card_numbers(
     assert masker.mask_text(CARD_LIKE_UUID)[0] != CARD_LIKE_UUID, "the example must be card-like"
     draws = iter([uuid.UUID(CARD_LIKE_UUID), uuid.UUID("0f1e2d3c-4b5a-4697-8877-665544332211")])
     real = uuid.uuid4
-    monkeypatch.setattr("governed_server.kernel_ids.uuid.uuid4", lambda: next(draws, None) or real())
+    monkeypatch.setattr("governed_server.ids.uuid.uuid4", lambda: next(draws, None) or real())
     assert jp_serverapp.kernel_manager.new_kernel_id() == "0f1e2d3c-4b5a-4697-8877-665544332211"
 
 
@@ -122,7 +129,7 @@ def card_like_first(monkeypatch: pytest.MonkeyPatch) -> str:
     clean = "1a2b3c4d-5e6f-4a8b-9c0d-e1f2a3b4c5d6"
     draws = iter([uuid.UUID(CARD_LIKE_UUID), uuid.UUID(clean)])
     real = uuid.uuid4
-    monkeypatch.setattr("governed_server.kernel_ids.uuid.uuid4", lambda: next(draws, None) or real())
+    monkeypatch.setattr("governed_server.ids.uuid.uuid4", lambda: next(draws, None) or real())
     return clean
 
 
@@ -147,7 +154,7 @@ def test_embedded_batch_runs_draw_ids_the_masker_leaves_alone(
 ) -> None:
     """``jupyter governance run`` with its embedded service (no server URL) names its kernel too."""
     from governed_kernel.resources import default_policy_path
-    from governed_server.kernel_ids import new_batch_kernel_id
+    from governed_server.ids import new_batch_kernel_id
     from governed_server.runner import _masker, embedded_service
 
     masker = _masker(None)
@@ -157,3 +164,20 @@ def test_embedded_batch_runs_draw_ids_the_masker_leaves_alone(
     db_url = f"sqlite:///{tmp_path / 'store.sqlite'}"
     with embedded_service(db_url, default_policy_path(), tmp_path) as access:
         assert access.kernel_id == f"batch-{clean}"
+
+
+async def test_approval_request_ids_never_look_like_card_numbers(
+    api: Api, governance: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request's id is in the audit records of the cell it lets run: masked, it would not match."""
+    clean = card_like_first(monkeypatch)
+    kernel = ("kernel", governance.service.credentials.mint("kernel-ids-request", "alice"))
+    code = "!echo ids"
+    body = {
+        "cell_hash": hashlib.sha256(code.encode()).hexdigest(), "code": code,
+        "policy_version": governance.service.policy.version, "notebook_path": "ids.ipynb",
+        "rules": [{"id": "shell-commands", "action": "approve", "reason": "shell"}],
+    }  # fmt: skip
+    status, created = await api(kernel, "POST", "kernel/approvals", body)
+    assert status == 201, created
+    assert created["id"] == clean

@@ -101,9 +101,7 @@ def _number_is_safe(value: float) -> bool:
     return not (value.is_integer() and 1e11 <= abs(value) < 1e19)
 
 
-def _mask(
-    value: Any, masker: Masker, rule: str | None, report: MaskReport, depth: int, by_name: bool
-) -> Any:
+def _mask(value: Any, masker: Masker, rule: str | None, report: MaskReport, depth: int, by_name: bool) -> Any:
     if depth > MAX_DEPTH:
         raise MaskingError(f"JSON nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, dict):

@@ -44,8 +44,11 @@ class Span:
 
         line = min(max(self.line, 1), count)
         end_line = min(max(self.end_line, line), count)
-        column = min(max(self.column, 1), width(line))
-        end_column = min(max(self.end_column, 1), width(end_line))
+        column = min(max(_characters(lines, line, self.column), 1), width(line))
+        end_column = min(max(_characters(lines, end_line, self.end_column), 1), width(end_line))
+        if lines:
+            typed = lines[line - 1]
+            column = max(column, len(typed) - len(typed.lstrip()) + 1)  # not on the indentation
         if lines and lines[line - 1][column - 1 : column] in ("!", "%"):
             end_line, end_column = line, width(line)  # an escape or magic: IPython rewrote the line whole
         if end_line == line:
@@ -75,6 +78,13 @@ class Finding:
             "span": self.span.to_dict(),
             "pci": list(self.pci),
         }
+
+
+def _characters(lines: list[str], line: int, column: int) -> int:
+    """A column that Python's AST counts in UTF-8 bytes, counted in characters (as editors do)."""
+    if not lines or line > len(lines) or lines[line - 1].isascii():
+        return column
+    return len(lines[line - 1].encode()[: max(column - 1, 0)].decode(errors="ignore")) + 1
 
 
 def fit_spans(findings: Iterable[Finding], cell: str) -> tuple[Finding, ...]:

@@ -31,6 +31,7 @@ from governed_kernel.policy.model import (
     Roles,
     Rule,
     RuntimeSettings,
+    SessionSettings,
 )
 from governed_kernel.resources import default_policy_path, policies_dir
 
@@ -321,4 +322,5 @@ def _build(data: dict[str, Any], version: str, file: str) -> Policy:
         version=version,
         source=file,
         masking=data.get("masking", {}),
+        sessions=SessionSettings(share_kernels=bool(data.get("sessions", {}).get("share_kernels", False))),
     )

@@ -109,6 +109,13 @@ class RuntimeSettings:
 
 
 @dataclass(frozen=True)
+class SessionSettings:
+    share_kernels: bool = False
+    """Whether a person may use a kernel another person started. Off: one kernel per person, so every
+    cell is attributed to the person who sent it."""
+
+
+@dataclass(frozen=True)
 class Policy:
     """A loaded policy. ``version`` is ``sha256:<hex>`` of the canonical content (see loader)."""
 
@@ -125,6 +132,7 @@ class Policy:
     source: str
     masking: Mapping[str, Any] = field(default_factory=dict)
     """Kept as a plain mapping: ``governed_kernel.masking.MaskingConfig.from_mapping`` reads it."""
+    sessions: SessionSettings = field(default_factory=SessionSettings)
 
     def rule(self, rule_id: str) -> Rule:
         for rule in self.rules:

@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(body, indent=2))
         else:
-            print_requests(body["requests"])
+            print_requests(body["requests"], args.status, mine=args.mine)
         return EXIT_OK
     decision = "approve" if args.action == "approve" else "deny"
     body = call(
@@ -103,9 +103,10 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def print_requests(requests: list[dict[str, Any]]) -> None:
+def print_requests(requests: list[dict[str, Any]], status: str = "all", *, mine: bool = False) -> None:
     if not requests:
-        print("no requests")
+        kind = "" if status == "all" else f"{status} "
+        print(f"no {kind}requests{' of yours' if mine else ''}")
         return
     for request in requests:
         rules = ", ".join(str(rule.get("id")) for rule in request["rules"])

@@ -28,7 +28,16 @@ def register(subparsers: Any) -> None:
         "--notebook-dir",
         type=Path,
         default=None,
-        help="folder JupyterLab serves (default: ./binder when it exists, else the current folder)",
+        help="folder JupyterLab serves (default: a scratch copy of the demo notebook in the demo folder, "
+        "kept across restarts; nothing is written into the repository)",
+    )
+    parser.add_argument(
+        "--fresh-notebook",
+        action="store_true",
+        help="replace the scratch copy of the demo notebook with the original (your edits are lost)",
+    )
+    parser.add_argument(
+        "--verbose", action="store_true", help="show JupyterLab's informational log, not only warnings"
     )
     parser.add_argument(
         "--demo-dir",
@@ -50,8 +59,8 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from governed_server.demo import default_demo_dir, run_demo
 
-    notebook_dir: Path = args.notebook_dir or (Path("binder") if Path("binder").is_dir() else Path("."))
-    if not notebook_dir.is_dir():
+    notebook_dir: Path | None = args.notebook_dir
+    if notebook_dir is not None and not notebook_dir.is_dir():
         raise CLIError(f"--notebook-dir {notebook_dir} is not a folder")
     if not 0 < args.port < 65536:
         raise CLIError(f"--port {args.port} is not a port number")
@@ -60,9 +69,11 @@ def run(args: argparse.Namespace) -> int:
             demo_dir=(args.demo_dir or default_demo_dir()).expanduser(),
             ip=args.ip,
             port=args.port,
-            notebook_dir=notebook_dir.resolve(),
+            notebook_dir=notebook_dir.resolve() if notebook_dir is not None else None,
             policy_path=args.policy.expanduser().resolve() if args.policy else None,
             renew_tokens=args.new_tokens,
+            fresh_notebook=args.fresh_notebook,
+            verbose=args.verbose,
             launch=not args.no_launch,
             extra=args.lab_args,
         )

@@ -15,7 +15,7 @@ from tornado import web
 
 from governed_server.handlers.base import GovernanceHandler
 from governed_server.handlers.schemas import EMPTY
-from governed_server.kernel_ids import new_batch_kernel_id
+from governed_server.ids import new_batch_kernel_id
 from governed_server.store import kernel_credentials
 
 
