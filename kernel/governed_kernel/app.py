@@ -91,6 +91,27 @@ class GovernedKernelApp(IPKernelApp):
         history.install(shell, lambda: session.masker)
         comm_ids.install(lambda: session.masker)
         shell.events.register("post_run_cell", lambda _result: session.ledger.run_finishers())
+        pin_completion(shell)
+
+
+def pin_completion(shell: Any) -> None:
+    """Completion and inspection never run the user's code: a ``complete_request`` is not a cell, so it
+    is not classified or approved. IPython's guarded evaluation is pinned to ``limited``: it reads
+    names and evaluates only operations of built-in types known to have no side effects (dict keys
+    for ``d['``, a DataFrame's columns), never a method a user's class defines; ``unsafe`` and
+    ``dangerous`` (which call anything) cannot be set. jedi is off: its interpreter mode reads live
+    objects (properties, descriptors). Pinned after the profile's config is loaded, and kept so."""
+    completer = shell.Completer
+    completer.evaluation = "limited"
+    completer.use_jedi = False
+    completer.observe(_refuse_change, names=["evaluation", "use_jedi"])
+
+
+def _refuse_change(change: Any) -> None:
+    owner, name = change["owner"], change["name"]
+    pinned = {"evaluation": "limited", "use_jedi": False}[name]
+    if change["new"] != pinned:
+        owner.set_trait(name, pinned)
 
 
 def refuse_debugger(kernel: Any) -> None:

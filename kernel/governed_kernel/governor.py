@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import functools
 import getpass
-import hashlib
 import os
 import threading
 import time
@@ -41,9 +40,10 @@ from governed_kernel.policy import (
     load_policy,
 )
 from governed_kernel.record_delivery import AuditUndelivered, RecordDelivery, batch_size_from
+from governed_kernel.requests import GOVERNED_METADATA, governed_source, source_hash
 from governed_kernel.resources import default_policy_path
 from governed_kernel.start_gate import AuditUnavailable, PendingStart, StartGate
-from governed_kernel.status import ApprovalStatus
+from governed_kernel.status import ApprovalStatus, refusal
 
 _GATE_FAILED = (
     "the cell was not run: the kernel could not hold it until its start record was stored ({error}). "
@@ -66,10 +66,16 @@ class Cell:
     silent: bool
     store_history: bool
     notebook: str = ""
+    user_expressions: Any = None
+
+    @functools.cached_property
+    def source(self) -> str:
+        """What the request runs: the code and its user expressions (classified, approved, recorded)."""
+        return governed_source(self.code, self.user_expressions)
 
     @functools.cached_property
     def cell_hash(self) -> str:
-        return hashlib.sha256(self.code.encode("utf-8")).hexdigest()
+        return source_hash(self.source)
 
 
 class CellBlocked(Exception):
@@ -163,7 +169,11 @@ class Governor:
             if action == "deny":
                 await self._send([self._record("cell.denied", cell, decision, outcome="failure")])
                 raise CellBlocked("PolicyDenied", self._denied_message(decision))
-            if action == "approve":
+            checked = _server_approval(self.kernel)
+            if checked:  # the server held the cell until this approval existed: check it and use it
+                await self._send([])
+                approval = await self._use_approval(cell, checked)
+            elif action == "approve":
                 await self._send([])  # earlier cells' end records first, then the request
                 approval = await self._obtain_approval(cell, decision)
             pending = await self._deliver_start(cell, decision, approval)
@@ -176,7 +186,7 @@ class Governor:
         shell = getattr(self.kernel, "shell", None)
         namespace = getattr(shell, "user_ns", {}) if shell is not None else {}
         try:
-            return self.classifier.classify(cell.code, aliases_from_namespace(namespace))
+            return self.classifier.classify(cell.source, aliases_from_namespace(namespace))
         except Exception as error:  # a classifier bug must not let the cell through
             raise CellBlocked(
                 "GovernanceError", f"the cell could not be classified ({error!r}); it was not run"
@@ -274,7 +284,7 @@ class Governor:
         rules = self._mask_data(rules)  # reasons can quote the cell (a process's arguments...)
         body = {
             "cell_hash": cell.cell_hash,
-            "code": self._mask(cell.code),
+            "code": self._mask(cell.source),
             "policy_version": decision.policy_version,
             "rules": rules,
             "notebook_path": self._mask(cell.notebook or self.notebook)[:1024],
@@ -284,8 +294,13 @@ class Governor:
         if view["status"] == "pending":
             view = await self._wait_for_decision(view)
         if view["status"] != "approved":
-            raise CellBlocked(*_refusal(view))
-        view = await self._service(self.client.use(view["id"], cell.cell_hash), "use the approval")
+            raise CellBlocked(*refusal(view))
+        return await self._use_approval(cell, view["id"])
+
+    async def _use_approval(self, cell: Cell, request_id: str) -> Approval:
+        """Use an approval once (the service checks it binds this cell, this user, this policy)."""
+        assert self.client is not None
+        view = await self._service(self.client.use(request_id, cell.cell_hash), "use the approval")
         return Approval(request_id=view["id"], decisions=view.get("decisions", []))
 
     async def _wait_for_decision(self, view: dict[str, Any]) -> dict[str, Any]:
@@ -378,7 +393,13 @@ class Governor:
             "code": self._masked_code(cell),
             "policy_version": self.policy.version if self.policy else "",
             "approval_id": approval.request_id if approval else None,
-            "details": {"os_user": self.os_user, "silent": cell.silent, **(details or {})},
+            # The request's msg_id matches this record to the server's record of the same request.
+            "details": {
+                "os_user": self.os_user,
+                "silent": cell.silent,
+                "msg_id": _parent_msg_id(self.kernel),
+                **(details or {}),
+            },
         }
         if decision is not None:
             record["details"]["decision"] = decision.to_dict()
@@ -491,8 +512,8 @@ class Governor:
 
     def _masked_code(self, cell: Cell) -> str:
         """The cell's code, masked once for its start and end records."""
-        if self._last_masked_code[0] is not cell.code:
-            self._last_masked_code = (cell.code, self._mask(cell.code))
+        if self._last_masked_code[0] is not cell.source:
+            self._last_masked_code = (cell.source, self._mask(cell.source))
         return self._last_masked_code[1]
 
     def _mask_data(self, value: Any) -> Any:
@@ -517,19 +538,17 @@ class Governor:
             await self.client.aclose()
 
 
-def _refusal(view: dict[str, Any]) -> tuple[str, str]:
-    status = view.get("status")
-    request_id = view.get("id")
-    decisions = [d for d in view.get("decisions", []) if d.get("decision") == "deny"]
-    if status == "denied" and decisions:
-        who, why = decisions[-1].get("approver"), decisions[-1].get("reason")
-        return "ApprovalDenied", f"denied by {who}: {why} (request {request_id}); the cell was not run"
-    if status == "expired":
-        return (
-            "ApprovalExpired",
-            f"request {request_id} expired without a decision; run the cell again to ask again",
-        )
-    return "ApprovalNotGranted", f"request {request_id} is {status}; the cell was not run"
+def _parent(kernel: Any) -> dict[str, Any]:
+    getter = getattr(kernel, "get_parent", None)
+    parent = getter("shell") if getter is not None else getattr(kernel, "_parent_header", {})
+    return dict(parent or {})
+
+
+def _server_approval(kernel: Any) -> str | None:
+    """The approval the server's inbound guard names in the request's metadata, if any."""
+    governed = (_parent(kernel).get("metadata") or {}).get(GOVERNED_METADATA)
+    approval = governed.get("approval") if isinstance(governed, dict) else None
+    return str(approval) if approval else None
 
 
 def _parent_msg_id(kernel: Any) -> str:

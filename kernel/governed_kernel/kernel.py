@@ -48,7 +48,13 @@ class GovernedKernel(IPythonKernel):
         cell_meta: dict[str, Any] | None = None,
         cell_id: str | None = None,
     ) -> dict[str, Any]:
-        cell = Cell(code=code, cell_id=cell_id or "", silent=silent, store_history=store_history)
+        cell = Cell(
+            code=code,
+            cell_id=cell_id or "",
+            silent=silent,
+            store_history=store_history,
+            user_expressions=user_expressions,
+        )
 
         async def run() -> dict[str, Any]:
             reply: dict[str, Any] = await super(GovernedKernel, self).do_execute(  # type: ignore[no-untyped-call]

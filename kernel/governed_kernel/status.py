@@ -4,21 +4,56 @@ from __future__ import annotations
 
 import html
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from governed_kernel.policy import Policy
 
 APPROVE_HINT = "jupyter governance approvals approve {id} --reason '…'"
+Bundle = dict[str, str]
+
+
+class Publisher(Protocol):
+    """Where the status is shown: ``show`` a new display, ``update`` it in place, or ``once``."""
+
+    def show(self, bundle: Bundle) -> None: ...
+    def update(self, bundle: Bundle) -> None: ...
+    def once(self, bundle: Bundle) -> None: ...
+
+
+class IPythonPublisher:
+    """Inside the kernel: IPython's display, with a ``display_id`` to update it in place."""
+
+    def __init__(self) -> None:
+        self.handle: Any = None
+
+    def show(self, bundle: Bundle) -> None:
+        from IPython.display import display
+
+        self.handle = display(bundle, raw=True, display_id=True)  # type: ignore[no-untyped-call]
+
+    def update(self, bundle: Bundle) -> None:
+        if self.handle is not None:
+            self.handle.update(bundle, raw=True)
+        else:
+            self.once(bundle)
+
+    def once(self, bundle: Bundle) -> None:
+        from IPython.display import display
+
+        display(bundle, raw=True)  # type: ignore[no-untyped-call]
 
 
 class ApprovalStatus:
-    """One display (with a ``display_id``) per waiting cell: waiting → approved / denied / expired."""
+    """One display (with a ``display_id``) per waiting cell: waiting → approved / denied / expired.
 
-    def __init__(self, view: dict[str, Any], policy: Policy) -> None:
+    The kernel shows it with IPython's display; the server's inbound guard, which holds a cell
+    before the kernel sees it, shows the same display through its own :class:`Publisher`."""
+
+    def __init__(self, view: dict[str, Any], policy: Policy, publisher: Publisher | None = None) -> None:
         self.view = view
         self.policy = policy
         self.started = time.monotonic()
-        self.handle: Any = None
+        self.publisher: Publisher = publisher or IPythonPublisher()
 
     # -- what is shown -------------------------------------------------------------------------------
 
@@ -32,7 +67,7 @@ class ApprovalStatus:
             f"{r.get('id')}: {r.get('reason', '')}".rstrip(": ") for r in self.view.get("rules", [])
         )
 
-    def _bundle(self, state: str, headline: str, detail: str = "") -> dict[str, str]:
+    def _bundle(self, state: str, headline: str, detail: str = "") -> Bundle:
         request_id = self.view.get("id", "")
         progress = f"{self.view.get('approvals', 0)}/{self.view.get('required_approvals', 1)} approvals"
         lines = [headline, f"request {request_id} · {progress}", f"rules: {self._rules()}"]
@@ -49,7 +84,7 @@ class ApprovalStatus:
         )
         return {"text/plain": "\n".join(lines), "text/html": markup}
 
-    def _waiting(self) -> dict[str, str]:
+    def _waiting(self) -> Bundle:
         elapsed = int(time.monotonic() - self.started)
         return self._bundle(
             "waiting", f"Waiting for approval ({elapsed} s)", "Interrupt the kernel to cancel."
@@ -58,9 +93,7 @@ class ApprovalStatus:
     # -- publishing ----------------------------------------------------------------------------------
 
     def show(self) -> None:
-        from IPython.display import display
-
-        self.handle = display(self._waiting(), raw=True, display_id=True)  # type: ignore[no-untyped-call]
+        self.publisher.show(self._waiting())
 
     def update(self, view: dict[str, Any]) -> None:
         self.view = view
@@ -90,10 +123,8 @@ class ApprovalStatus:
         self._publish(self._bundle("ended", f"No decision within {seconds:.0f} s: request cancelled"))
 
     def show_required(self) -> None:
-        from IPython.display import display
-
         bundle = self._bundle("waiting", "Approval required", f"An approver can run: {self.command()}")
-        display(bundle, raw=True)  # type: ignore[no-untyped-call]
+        self.publisher.once(bundle)
 
     def required_message(self) -> str:
         request_id = self.view.get("id")
@@ -106,13 +137,24 @@ class ApprovalStatus:
     def command(self) -> str:
         return APPROVE_HINT.format(id=self.view.get("id"))
 
-    def _publish(self, bundle: dict[str, str]) -> None:
-        if self.handle is not None:
-            self.handle.update(bundle, raw=True)
-        else:
-            from IPython.display import display
+    def _publish(self, bundle: Bundle) -> None:
+        self.publisher.update(bundle)
 
-            display(bundle, raw=True)  # type: ignore[no-untyped-call]
+
+def refusal(view: dict[str, Any]) -> tuple[str, str]:
+    """The error (ename, evalue) of a cell whose request ended without an approval."""
+    status = view.get("status")
+    request_id = view.get("id")
+    decisions = [d for d in view.get("decisions", []) if d.get("decision") == "deny"]
+    if status == "denied" and decisions:
+        who, why = decisions[-1].get("approver"), decisions[-1].get("reason")
+        return "ApprovalDenied", f"denied by {who}: {why} (request {request_id}); the cell was not run"
+    if status == "expired":
+        return (
+            "ApprovalExpired",
+            f"request {request_id} expired without a decision; run the cell again to ask again",
+        )
+    return "ApprovalNotGranted", f"request {request_id} is {status}; the cell was not run"
 
 
 _COLOURS = {"waiting": "#f0ad4e", "approved": "#5cb85c", "denied": "#d9534f", "ended": "#777777"}

@@ -23,6 +23,7 @@ from governed_server.credentials import SERVICE_URL_ENV, TOKEN_ENV, USER_ENV
 from governed_server.guard import GuardedKernelConnection
 from governed_server.handlers import API_PREFIX, default_handlers
 from governed_server.handlers.own_kernels import ownership_handlers
+from governed_server.inbound_gate import InboundRegistry
 from governed_server.ownership import KernelOwners
 from governed_server.paths import default_db_url, default_store_dir
 from governed_server.service import GovernanceService, ServiceSettings
@@ -113,6 +114,7 @@ class GovernedServerApp(ExtensionApp):
     unavailable_reason: str = ""
     guard_masker: Masker | None = None
     kernel_owners: KernelOwners | None = None
+    inbound: InboundRegistry
 
     @default("policy_path")
     def _default_policy_path(self) -> str:
@@ -157,6 +159,8 @@ class GovernedServerApp(ExtensionApp):
         self.start_service()
         ids.install(serverapp.kernel_manager, self.service.masker if self.service else Masker())
         self.install_ownership()
+        self.inbound = InboundRegistry()
+        self.inbound.install(serverapp.kernel_manager)
         self.install_guard()
 
     def install_ownership(self) -> None:

@@ -256,8 +256,12 @@ def lab_argv(
         f"--ServerApp.root_dir={notebook_dir}",
         f"--LabApp.default_url={default_url}",
     ]  # fmt: skip
-    if not verbose:  # the demo's links come first; warnings and errors still show
-        argv += [f"--{app}.log_level=WARN" for app in ("ServerApp", "LabApp", "GovernedServerApp")]
+    if not verbose:  # the demo's links come first; warnings and errors still show (unless set in extra)
+        argv += [
+            f"--{app}.log_level=WARN"
+            for app in ("ServerApp", "LabApp", "GovernedServerApp")
+            if not any(arg.startswith(f"--{app}.log_level") for arg in extra)
+        ]
     if os.geteuid() == 0:
         argv.append("--allow-root")
     return argv + [arg for arg in extra if arg != "--"]

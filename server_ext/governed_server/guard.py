@@ -1,35 +1,95 @@
-"""The data-path guard: the server masks every kernel message again on its way to the browser.
+"""The data-path guard: the server reads every message between a browser and a kernel.
 
-The kernel masks its own messages, but the kernel runs user code: code that disables or bypasses the
-kernel's masking could still send a card number. This websocket connection class sits outside the
-kernel process, in jupyter_server, and masks every message from every kernel with the same engine
-before it is written to the websocket. When it has to mask something, the kernel's own masking was
-bypassed: the message goes out masked and a ``guard.masked`` audit record names the kernel. A message
-that cannot be masked is dropped (fail closed). Binary buffers are masked as text where they decode.
+Out (kernel → browser): the kernel masks its own messages, but the kernel runs user code: code that
+disables or bypasses the kernel's masking could still send a card number. This websocket connection
+class sits outside the kernel process, in jupyter_server, and masks every message from every kernel
+with the same engine before it is written to the websocket. When it has to mask something, the
+kernel's own masking was bypassed: the message goes out masked and a ``guard.masked`` audit record
+names the kernel. A message that cannot be masked is dropped (fail closed). Binary buffers are
+masked as text where they decode.
+
+In (browser → kernel): every message goes through the inbound gate
+(:mod:`governed_server.inbound_gate`): recorded when it carries code, refused or held for an
+approval as the policy says, before the kernel sees it. jupyter_server forwards v1-protocol
+messages without reading them; the gate reads them all.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 from typing import Any
 
+from jupyter_client.jsonutil import json_default
+from jupyter_server.services.kernels.connection.base import serialize_msg_to_ws_v1
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 
 from governed_kernel.masking import Masker, MaskingError, MaskReport
 from governed_kernel.session import mask_content
+from governed_server.inbound import PROTOCOL_V1
+from governed_server.inbound_gate import InboundGate
 
 log = logging.getLogger("governed_server")
 DELIMITER = b"<IDS|MSG>"
 
 
 class GuardedKernelConnection(ZMQChannelsWebsocketConnection):
-    """jupyter_server's kernel websocket connection, masking every outgoing message."""
+    """jupyter_server's kernel websocket connection, admitting every incoming message through the
+    inbound gate and masking every outgoing one."""
+
+    gate: InboundGate | None = None
+
+    async def prepare(self) -> None:
+        await super().prepare()  # type: ignore[no-untyped-call]
+        app = self.websocket_handler.settings.get("governed_server")
+        if app is None:
+            return
+        handler = self.websocket_handler
+        self.gate = InboundGate(
+            app,
+            str(self.kernel_id),
+            user=handler.current_user,
+            protocol=lambda: self.subprotocol,
+            session=self.session,
+            forward=super().handle_incoming_message,  # type: ignore[arg-type]
+            write=self._write_to_client,
+            client_addr=str(handler.request.remote_ip or ""),
+        )
+        await app.inbound.learn_notebook(self.gate.kernel, handler)
+
+    def handle_incoming_message(self, incoming_msg: Any) -> None:
+        if self.gate is None:  # no governance extension on this server: nothing to admit against
+            log.error("governed_server guard: no inbound gate for kernel %s; message dropped", self.kernel_id)
+            return
+        self.gate.admit(incoming_msg)
+
+    def disconnect(self) -> None:  # type: ignore[override]
+        if self.gate is not None:
+            self.gate.close()
+        super().disconnect()  # type: ignore[no-untyped-call]
+
+    def _write_to_client(self, channel: str, msg: dict[str, Any]) -> None:
+        """Send a message the server made (an answer to a request it did not forward), masked."""
+        try:
+            masked, _ = self._mask({**msg, "buffers": []})
+        except (MaskingError, ValueError, TypeError, KeyError):
+            log.error("governed_server guard: a %s for the client could not be masked", msg.get("msg_type"))
+            return
+        masked.pop("buffers", None)
+        if self.subprotocol == PROTOCOL_V1:
+            frame = serialize_msg_to_ws_v1(masked, channel, self.session.pack)  # type: ignore[no-untyped-call]
+            self.write_message(frame, binary=True)
+        else:
+            masked["channel"] = channel
+            self.write_message(json.dumps(masked, default=json_default))
 
     def handle_outgoing_message(self, stream: Any, outgoing_msg: list[Any]) -> None:
         _, parts = self.session.feed_identities(outgoing_msg)
         try:
             msg = self._unpack(parts)
+            if self.gate is not None and msg["header"].get("msg_type") == "input_request":
+                self.gate.kernel.password_prompt = bool(msg["content"].get("password"))
             masked, report = self._mask(msg)
         except (MaskingError, ValueError, TypeError, KeyError) as error:
             log.error("governed_server guard: dropped a message of kernel %s that could not be masked (%s)",

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 
 from governed_kernel.masking import Masker, MaskingConfig
-from governed_kernel.policy import Policy, load_policy
+from governed_kernel.policy import Classifier, Policy, load_policy
 from governed_server.approvals import ApprovalService, ApprovalView
 from governed_server.audit import AuditLog
 from governed_server.audit_records import AuditEvent, StoredRecord
@@ -96,6 +96,8 @@ class GovernanceService:
             checkpoint_every=None,
         )
         self.masker = Masker(MaskingConfig.from_mapping(self.policy.masking))
+        # The inbound guard classifies what clients send, with the policy the kernels use.
+        self.classifier = Classifier(self.policy)
         self.roles = RoleResolver(self.policy.roles, settings.groups)
         self.credentials = CredentialIssuer(self.store, settings.server_id)
         self.approvals = ApprovalService(

@@ -11,7 +11,12 @@ the server and the ``jupyter governance policy`` CLI. Typical use in the kernel:
         run_the_cell()
 """
 
-from governed_kernel.policy.classifier import Classifier, aliases_from_namespace, classify
+from governed_kernel.policy.classifier import (
+    Classifier,
+    aliases_from_namespace,
+    classify,
+    fresh_kernel_aliases,
+)
 from governed_kernel.policy.decision import Decision, Finding, Span
 from governed_kernel.policy.errors import Location, PolicyError, Problem
 from governed_kernel.policy.loader import load_default_policy, load_policy, load_policy_text, policy_version
@@ -33,6 +38,7 @@ __all__ = [
     "aliases_from_namespace",
     "attach_to_shell",
     "classify",
+    "fresh_kernel_aliases",
     "load_default_policy",
     "load_policy",
     "load_policy_text",

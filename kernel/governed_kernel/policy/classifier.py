@@ -145,6 +145,19 @@ def aliases_from_namespace(namespace: Mapping[str, Any]) -> Mapping[str, str]:
     return _NamespaceAliases(namespace)
 
 
+def fresh_kernel_aliases() -> dict[str, str]:
+    """The aliases a new IPython kernel's namespace holds before its first cell (``get_ipython``,
+    IPython's ``open``), as :func:`aliases_from_namespace` reads them in the kernel: for whoever
+    classifies that kernel's cells from their text alone (the server's inbound guard)."""
+    import io
+
+    from IPython.core.interactiveshell import InteractiveShell
+
+    seed = {"get_ipython": InteractiveShell.get_ipython, "open": io.open}
+    aliases = aliases_from_namespace(seed)
+    return {name: aliases[name] for name in aliases}
+
+
 class _NamespaceAliases(Mapping[str, str]):
     """A live, read-only view of the aliases in a namespace (see :func:`aliases_from_namespace`)."""
 
@@ -832,6 +845,35 @@ class Classifier:
     def classify_whole(self, cell: str, aliases: Mapping[str, str] | None = None) -> Decision:
         """The reference: parse and scan the whole cell (what the incremental path must agree with)."""
         return self._classify_items(cell, _relevant(cell, aliases or {}), incremental=False)
+
+    def bindings_after(self, cell: str, aliases: Mapping[str, str]) -> dict[str, str]:
+        """The aliases in force after ``cell`` runs, as far as its text shows: ``aliases`` updated with
+        the names the cell imports or binds to a dotted name (``import subprocess as sp``,
+        ``run = sp.run``) and without those it rebinds to anything else.
+
+        For whoever classifies cells without the kernel's namespace (the server's inbound guard): it
+        sees only the code it forwarded, so ``sp.run(...)`` in a later cell is still a
+        ``subprocess.run`` call. A cell that does not parse binds nothing.
+        """
+        prepared = prepare(cell)
+        if prepared.tree is None:
+            return dict(aliases)
+        scan = _Scan(self, aliases, [])
+        scan.collect(_nodes([prepared.tree]))
+        after = dict(aliases)
+        for name in {*scan.imported, *scan.assigned}:
+            if name in scan.assigned:  # the value it was last given (an import counts as one too)
+                targets: set[str] = set(scan.imported.get(name, ()))
+                for value in scan.assigned[name]:
+                    targets |= scan.dotted(value, mark=False)
+            else:
+                targets = set(scan.imported[name])
+            found = sorted(n for n in targets if not n.endswith("()"))
+            if found and found[0] != name:
+                after[name] = found[0]
+            else:
+                after.pop(name, None)
+        return after
 
     def _classify_items(
         self, cell: str, alias_items: tuple[tuple[str, str], ...], *, incremental: bool | None = None

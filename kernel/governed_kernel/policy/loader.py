@@ -28,6 +28,7 @@ from governed_kernel.policy.model import (
     Match,
     Members,
     Policy,
+    RequestSettings,
     Roles,
     Rule,
     RuntimeSettings,
@@ -323,4 +324,14 @@ def _build(data: dict[str, Any], version: str, file: str) -> Policy:
         source=file,
         masking=data.get("masking", {}),
         sessions=SessionSettings(share_kernels=bool(data.get("sessions", {}).get("share_kernels", False))),
+        requests=_requests(data.get("requests", {})),
+    )
+
+
+def _requests(raw: Mapping[str, Any]) -> RequestSettings:
+    defaults = RequestSettings()
+    return RequestSettings(
+        comm_targets=tuple(raw.get("comm_targets", defaults.comm_targets)),
+        allow_debugger=bool(raw.get("allow_debugger", defaults.allow_debugger)),
+        allow_subshells=bool(raw.get("allow_subshells", defaults.allow_subshells)),
     )

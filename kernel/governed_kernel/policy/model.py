@@ -108,6 +108,19 @@ class RuntimeSettings:
     write_allow_paths: tuple[str, ...] = ("{cwd}", "{tmp}")
 
 
+DEFAULT_COMM_TARGETS = ("jupyter.widget", "jupyter.widget.control", "jupyter.widget.version")
+"""The comms JupyterLab's widget manager opens (ipywidgets)."""
+
+
+@dataclass(frozen=True)
+class RequestSettings:
+    """What the server's inbound guard lets through to a kernel besides cells (enforce mode)."""
+
+    comm_targets: tuple[str, ...] = DEFAULT_COMM_TARGETS
+    allow_debugger: bool = False
+    allow_subshells: bool = False
+
+
 @dataclass(frozen=True)
 class SessionSettings:
     share_kernels: bool = False
@@ -133,6 +146,7 @@ class Policy:
     masking: Mapping[str, Any] = field(default_factory=dict)
     """Kept as a plain mapping: ``governed_kernel.masking.MaskingConfig.from_mapping`` reads it."""
     sessions: SessionSettings = field(default_factory=SessionSettings)
+    requests: RequestSettings = field(default_factory=RequestSettings)
 
     def rule(self, rule_id: str) -> Rule:
         for rule in self.rules:
