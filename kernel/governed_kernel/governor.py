@@ -49,6 +49,11 @@ _GATE_FAILED = (
     "the cell was not run: the kernel could not hold it until its start record was stored ({error}). "
     "Restart the kernel; if this persists, report it to the governance administrators"
 )
+UNGUARDED = (
+    "this request reached the kernel without passing a governance guard (the policy's "
+    "requests.require_guard): run notebooks in JupyterLab or with `jupyter governance run`, not by "
+    "connecting to the kernel directly; the cell was not run"
+)
 CLAIMED_USER_ENV = "GOVERNED_USER"
 APPROVAL_TIMEOUT_ENV = "GOVERNED_APPROVAL_TIMEOUT"
 AUDIT_BUFFER_ENV = "GOVERNED_AUDIT_BUFFER"
@@ -164,6 +169,8 @@ class Governor:
         try:
             if self.setup_error is not None or self.policy is None or self.classifier is None:
                 raise CellBlocked("GovernanceUnavailable", self.setup_error or "no policy")
+            if self.policy.requests.require_guard and _guard_of(self.kernel) == "none":
+                raise CellBlocked("UnguardedRequest", UNGUARDED)
             decision = self._classify(cell)
             action = self._effective_action(cell, decision)
             if action == "deny":
@@ -398,6 +405,7 @@ class Governor:
                 "os_user": self.os_user,
                 "silent": cell.silent,
                 "msg_id": _parent_msg_id(self.kernel),
+                "guard": _guard_of(self.kernel),
                 **(details or {}),
             },
         }
@@ -542,6 +550,13 @@ def _parent(kernel: Any) -> dict[str, Any]:
     getter = getattr(kernel, "get_parent", None)
     parent = getter("shell") if getter is not None else getattr(kernel, "_parent_header", {})
     return dict(parent or {})
+
+
+def _guard_of(kernel: Any) -> str:
+    """Which guard recorded the request before the kernel got it ("server", "batch"), or "none"."""
+    governed = (_parent(kernel).get("metadata") or {}).get(GOVERNED_METADATA)
+    guard = governed.get("guard") if isinstance(governed, dict) else None
+    return str(guard) if guard in ("server", "batch") else "none"
 
 
 def _server_approval(kernel: Any) -> str | None:

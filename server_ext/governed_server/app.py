@@ -11,7 +11,7 @@ from typing import Any
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from sqlalchemy.engine import make_url
-from tornado.ioloop import PeriodicCallback
+from tornado.ioloop import IOLoop, PeriodicCallback
 from traitlets import Bool, Dict, Float, List, Unicode, default
 
 from governed_kernel import KERNEL_NAME
@@ -106,6 +106,15 @@ class GovernedServerApp(ExtensionApp):
         ),
     ).tag(config=True)
 
+    witness_grace_seconds = Float(
+        30.0,
+        min=0.0,
+        help=(
+            "How long after a kernel answered a forwarded cell its own record of it may still arrive; "
+            "later, the missing record is an integrity alert (integrity.witness_missing)."
+        ),
+    ).tag(config=True)
+
     approval_wait_seconds = Float(
         25.0, help="Longest single long-poll of a kernel waiting for a decision."
     ).tag(config=True)
@@ -159,7 +168,7 @@ class GovernedServerApp(ExtensionApp):
         self.start_service()
         ids.install(serverapp.kernel_manager, self.service.masker if self.service else Masker())
         self.install_ownership()
-        self.inbound = InboundRegistry()
+        self.inbound = InboundRegistry(kernel_gone=self._kernel_gone)
         self.inbound.install(serverapp.kernel_manager)
         self.install_guard()
 
@@ -207,6 +216,7 @@ class GovernedServerApp(ExtensionApp):
             groups=dict(self.groups),
             server_id=self.server_id,
             sqlite_sync_interval=self.sqlite_sync_interval,
+            witness_grace_seconds=self.witness_grace_seconds,
         )
         event_logger = getattr(self.serverapp, "event_logger", None)
         try:
@@ -224,6 +234,7 @@ class GovernedServerApp(ExtensionApp):
             __version__, self.policy_file, policy.version[:19], policy.mode, self.service.store.url,
         )  # fmt: skip
         PeriodicCallback(self._expire_pending, EXPIRY_CHECK_MS).start()
+        PeriodicCallback(self._settle_witnesses, EXPIRY_CHECK_MS).start()
         interval_ms = policy.audit.checkpoint_interval_minutes * 60_000
         PeriodicCallback(self._checkpoint, interval_ms).start()
 
@@ -233,6 +244,23 @@ class GovernedServerApp(ExtensionApp):
                 self.service.expire_due()
             except Exception:
                 self.log.exception("governed_server: expiring pending approvals failed")
+
+    def _kernel_gone(self, kernel_id: str) -> None:
+        if self.service is not None:
+            self.service.witnesses.kernel_gone(kernel_id)
+
+    def _settle_witnesses(self) -> None:
+        service = self.service
+        if service is None:
+            return
+
+        def settle() -> None:
+            try:
+                service.settle_witnesses()
+            except Exception:
+                self.log.exception("governed_server: recording the witness findings failed")
+
+        IOLoop.current().run_in_executor(None, settle)  # a store write: off the event loop
 
     def _checkpoint(self) -> None:
         if self.service is not None:

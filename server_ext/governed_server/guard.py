@@ -69,6 +69,26 @@ class GuardedKernelConnection(ZMQChannelsWebsocketConnection):
             self.gate.close()
         super().disconnect()  # type: ignore[no-untyped-call]
 
+    def _watch(self, msg: dict[str, Any]) -> None:
+        """What the gate learns from the kernel's answers: a password prompt, a reply's status."""
+        assert self.gate is not None
+        msg_type = msg["header"].get("msg_type")
+        if msg_type == "input_request":
+            self.gate.kernel.password_prompt = bool(msg["content"].get("password"))
+        elif msg_type == "execute_reply":
+            parent = str((msg.get("parent_header") or {}).get("msg_id", ""))
+            self.gate.kernel_replied(parent, str(msg["content"].get("status", "")))
+
+    def on_kernel_restarted(self) -> None:
+        if self.gate is not None:
+            self.gate.kernel_gone()
+        super().on_kernel_restarted()  # type: ignore[no-untyped-call]
+
+    def on_restart_failed(self) -> None:
+        if self.gate is not None:
+            self.gate.kernel_gone()
+        super().on_restart_failed()  # type: ignore[no-untyped-call]
+
     def _write_to_client(self, channel: str, msg: dict[str, Any]) -> None:
         """Send a message the server made (an answer to a request it did not forward), masked."""
         try:
@@ -88,8 +108,8 @@ class GuardedKernelConnection(ZMQChannelsWebsocketConnection):
         _, parts = self.session.feed_identities(outgoing_msg)
         try:
             msg = self._unpack(parts)
-            if self.gate is not None and msg["header"].get("msg_type") == "input_request":
-                self.gate.kernel.password_prompt = bool(msg["content"].get("password"))
+            if self.gate is not None:
+                self._watch(msg)
             masked, report = self._mask(msg)
         except (MaskingError, ValueError, TypeError, KeyError) as error:
             log.error("governed_server guard: dropped a message of kernel %s that could not be masked (%s)",

@@ -87,8 +87,10 @@ class KernelRequests:
 class InboundRegistry:
     """Kernel id → :class:`KernelRequests`; interrupts of a kernel release the cells held for it."""
 
-    def __init__(self) -> None:
+    def __init__(self, kernel_gone: Callable[[str], None] = lambda _kernel_id: None) -> None:
         self.kernels: dict[str, KernelRequests] = {}
+        self.kernel_gone = kernel_gone
+        """Told when a kernel restarts (its pending requests will never be answered)."""
 
     def kernel(self, kernel_id: str) -> KernelRequests:
         found = self.kernels.get(kernel_id)
@@ -126,6 +128,7 @@ class InboundRegistry:
             requests = self.kernels.get(kernel_id)
             if requests is not None:
                 requests.restarted()
+            self.kernel_gone(kernel_id)
             return restart(kernel_id, *args, **kwargs)
 
         interrupt_kernel.releases_holds = True  # type: ignore[attr-defined]
@@ -205,6 +208,18 @@ class InboundGate:
         self.worker: asyncio.Task[None] | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         self.holds: set[Hold] = set()
+        if app.service is not None:  # every request to this kernel passes here from now on
+            app.service.witnesses.guards(kernel_id)
+
+    def kernel_replied(self, msg_id: str, status: str) -> None:
+        if self.service is not None:
+            self.service.witnesses.replied(self.kernel_id, msg_id, status)
+
+    def kernel_gone(self) -> None:
+        """The kernel died or restarted: its namespace is new, its pending answers will not come."""
+        self.kernel.restarted()
+        if self.service is not None:
+            self.service.witnesses.kernel_gone(self.kernel_id)
 
     # -- entry -----------------------------------------------------------------------------------
 
@@ -296,17 +311,21 @@ class InboundGate:
             self._send_on(msg)
 
     def _send_on(self, msg: ClientMessage, approval_id: str | None = None) -> None:
-        """Forward ``msg`` to the kernel (for a cell: with the server's metadata, and its bindings)."""
+        """Forward ``msg`` to the kernel (for a cell: with the server's metadata; then it binds names
+        and the kernel owes a record of it)."""
+        service = self.service
         if msg.msg_type == "execute_request":
-            msg = with_governed_metadata(msg, {"approval": approval_id} if approval_id else {})
-            service = self.service
-            if service is not None and service.classifier is not None:
+            marks: dict[str, Any] = {"guard": "server"}
+            if approval_id:
+                marks["approval"] = approval_id
+            msg = with_governed_metadata(msg, marks)
+            if service is not None:
                 code = str(msg.content.get("code", ""))
                 self.kernel.bindings = service.classifier.bindings_after(code, self.kernel.bindings)
+                service.witnesses.forwarded(self.kernel_id, msg.msg_id, self.username)
         elif msg.msg_type == "comm_open":
-            self.kernel.comm_targets[str(msg.content.get("comm_id", ""))] = str(
-                msg.content.get("target_name", "")
-            )
+            comm_id, target = str(msg.content.get("comm_id", "")), str(msg.content.get("target_name", ""))
+            self.kernel.comm_targets[comm_id] = target
         self.forward(encode(msg, self.protocol(), self.session.pack))
 
     async def _record(self, msg: ClientMessage, verdict: Verdict, *, outcome: str, **extra: Any) -> None:

@@ -139,8 +139,9 @@ def run_notebook(
     policy_path: Path | None = None,
 ) -> RunResult:
     import nbformat
-    from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    from governed_server.batch_guard import GuardedNotebookClient
 
     notebook = nbformat.read(notebook_path, as_version=4)  # type: ignore[no-untyped-call]
     env = {
@@ -152,9 +153,11 @@ def run_notebook(
     }
     if policy_path is not None:
         env[POLICY_ENV] = str(policy_path)
-    client = NotebookClient(
+    # The run's own inbound guard: each cell is recorded with the service before it is sent.
+    client = GuardedNotebookClient(
         notebook, kernel_name=kernel_name, timeout=int(timeout) if timeout else None,
         resources={"metadata": {"path": str(notebook_path.parent.resolve())}},
+        api_url=access.api_url, token=access.token,
     )  # fmt: skip
     masker = _masker(policy_path)
     result = RunResult(EXIT_OK, f"{notebook_path}: all cells ran")

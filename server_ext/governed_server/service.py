@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from governed_kernel.masking import Masker, MaskingConfig
 from governed_kernel.policy import Classifier, Policy, load_policy
+from governed_kernel.requests import governed_source, source_hash
 from governed_server.approvals import ApprovalService, ApprovalView
 from governed_server.audit import AuditLog
 from governed_server.audit_records import AuditEvent, StoredRecord
@@ -24,7 +25,9 @@ from governed_server.credentials import CredentialIssuer
 from governed_server.events import APPROVAL_SCHEMA, CELL_SCHEMA, INTEGRITY_SCHEMA, register_schemas
 from governed_server.identity import KernelPrincipal, RoleResolver
 from governed_server.ids import new_uuid
+from governed_server.inbound import masked_decision
 from governed_server.store import Store, kernel_credentials
+from governed_server.witness import GRACE_S, WITNESSED_EVENTS, Finding, WitnessBook
 
 log = logging.getLogger("governed_server")
 
@@ -48,6 +51,13 @@ class ServiceSettings:
     server_id: str = ""
     sqlite_sync_interval: float = 0.0
     """See ``GovernedServerApp.sqlite_sync_interval``; 0 (fsync every commit) for tools and tests."""
+    witness_grace_seconds: float = GRACE_S
+    """See ``GovernedServerApp.witness_grace_seconds``."""
+
+
+def _msg_id(record: dict[str, Any]) -> str:
+    details = record.get("details")
+    return str(details.get("msg_id", "")) if isinstance(details, dict) else ""
 
 
 class ApprovalWaiters:
@@ -107,6 +117,7 @@ class GovernanceService:
         if clock is not None:
             self.approvals.clock = clock
         self.waiters = ApprovalWaiters()
+        self.witnesses = WitnessBook(grace_s=settings.witness_grace_seconds)
         self.event_logger = event_logger
         if event_logger is not None:
             register_schemas(event_logger)
@@ -191,7 +202,66 @@ class GovernanceService:
         ]
         stored = self.audit.append(events)
         self.announce_cells(stored)
+        findings = [
+            found
+            for record in records
+            if record["event_type"] in WITNESSED_EVENTS
+            and (found := self.witnesses.witnessed(kernel.kernel_id, _msg_id(record), kernel.username))
+        ]
+        if findings:
+            self.record_findings(findings)
         return stored
+
+    def record_batch_request(
+        self, kernel: KernelPrincipal, body: dict[str, Any], client_addr: str
+    ) -> StoredRecord:
+        """A batch run's record of a cell it is about to send (``batch_guard``), as the server's guard
+        records what it forwards: ``request.execute``, the decision, ``guard: batch``."""
+        source = governed_source(body["code"], body.get("user_expressions"))
+        decision = self.classifier.classify(source)
+
+        def mask(text: str) -> str:
+            return str(self.masker.mask_text(text)[0])
+
+        event = AuditEvent(
+            event_type="request.execute", user=kernel.username, client_addr=client_addr,
+            server=self.settings.server_id, kernel_id=kernel.kernel_id, cell_id=body.get("cell_id", ""),
+            cell_hash=source_hash(source), code=mask(source), policy_version=self.policy.version,
+            details={"msg_id": body["msg_id"], "msg_type": "execute_request", "guard": "batch",
+                     "verdict": "record", "decision": masked_decision(decision, mask)},
+        )  # fmt: skip
+        stored = self.audit.append([event])[0]
+        self.witnesses.forwarded(kernel.kernel_id, body["msg_id"], kernel.username)
+        return stored
+
+    def settle_witnesses(self) -> None:
+        """Record the forwarded cells that are settled without a kernel record (see ``witness``)."""
+        findings = self.witnesses.due()
+        if findings:
+            self.record_findings(findings)
+
+    def record_findings(self, findings: Iterable[Finding]) -> None:
+        """Write what the witness book found; raise an integrity event for each alert."""
+        findings = list(findings)
+        self.audit.append([
+            AuditEvent(
+                event_type=f.kind, user=f.user, outcome="failure" if f.alert else "success",
+                server=self.settings.server_id, kernel_id=f.kernel_id,
+                details={"msg_id": f.msg_id, "meaning": f.summary},
+            )
+            for f in findings
+        ])  # fmt: skip
+        for finding in findings:
+            if not finding.alert:
+                continue
+            log.warning("governed_server: %s", finding.summary)
+            if self.event_logger is None:
+                continue
+            try:
+                data = {"ok": False, "summary": finding.summary, "kind": finding.kind}
+                self.event_logger.emit(schema_id=INTEGRITY_SCHEMA, data=data)
+            except Exception:
+                log.exception("governed_server: could not emit the integrity alert")
 
     def announce_cells(self, records: Iterable[Any]) -> None:
         """Push cell records (ids and outcome only, never code or output) to listeners."""

@@ -51,7 +51,12 @@ def test_a_clean_notebook_runs_and_is_audited(tmp_path: Path, governance_service
     executed = nbformat.read(out, as_version=4)
     assert executed.cells[1].outputs[0]["text"] == f"{marker}\n"
     records = [r for r in governance_service.audit() if marker in r["data"].get("code", "")]
-    assert [r["event_type"] for r in records] == ["cell.start", "cell.end"]
+    # The run's own guard records the cell before sending it; the kernel's records are its witness.
+    assert [r["event_type"] for r in records] == ["request.execute", "cell.start", "cell.end"]
+    guarded, records = records[0], records[1:]
+    assert guarded["data"]["details"]["guard"] == "batch"
+    assert guarded["data"]["details"]["msg_id"] == records[0]["data"]["details"]["msg_id"]
+    assert {r["data"]["details"]["guard"] for r in records} == {"batch"}
     assert {r["claimed_user"] for r in records} == {"ci-bot"}
     assert records[0]["origin"]["notebook"] == str(path)
     kernel_ids = {r["origin"]["kernel_id"] for r in records}
@@ -151,3 +156,29 @@ def test_plain_runners_work_with_a_configured_service_and_refuse_without(
     refused = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=bare)
     assert refused.returncode != 0
     assert "not connected to a governance service" in refused.stdout + refused.stderr + out.read_text()
+
+
+def test_a_policy_that_requires_a_guard_refuses_kernels_driven_around_it(tmp_path: Path) -> None:
+    """``requests.require_guard``: a client talking to the kernel directly (plain nbclient, papermill,
+    ``jupyter execute``) gets every cell refused; ``jupyter governance run`` (its own guard) runs."""
+    from governance_service import GovernanceService, write_test_policy  # type: ignore[import-not-found]
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    policy = write_test_policy(tmp_path / "policy.yaml", requests={"require_guard": True})
+    service = GovernanceService(root=tmp_path, policy_path=policy).start()
+    try:
+        marker = unique("guarded-")
+        path = notebook(tmp_path / "guarded.ipynb", f"print({marker!r})")
+        plain = nbformat.read(path, as_version=4)
+        env = {**os.environ, **service.kernel_env("alice"), "GOVERNED_POLICY": str(policy)}
+        with pytest.raises(CellExecutionError) as refused:
+            NotebookClient(plain, kernel_name="governed-python", timeout=120).execute(env=env)
+        assert refused.value.ename == "UnguardedRequest"
+        assert "jupyter governance run" in str(refused.value)
+        out = tmp_path / "out.ipynb"
+        result = governance_run(path, service, "--output", str(out))
+        assert result.returncode == 0, result.stderr
+        assert marker in nbformat.read(out, as_version=4).cells[0].outputs[0]["text"]
+    finally:
+        service.stop()

@@ -27,6 +27,7 @@ KERNEL_ENDPOINTS = [
     ("POST", f"kernel/approvals/{ID}/use"),
     ("POST", f"kernel/approvals/{ID}/cancel"),
     ("POST", "kernel/audit"),
+    ("POST", "kernel/requests"),
     ("GET", "kernel/audit/stream"),  # a WebSocket: the upgrade is authenticated like any request
 ]
 

@@ -26,6 +26,12 @@ def backend() -> str:
 
 
 @pytest.fixture
+def jp_server_config(jp_server_config: dict[str, Any]) -> dict[str, Any]:
+    jp_server_config["GovernedServerApp"]["witness_grace_seconds"] = 0.2
+    return jp_server_config
+
+
+@pytest.fixture
 def open_kernel(jp_fetch: Any, jp_ws_fetch: Any) -> Any:
     """``await open_kernel(user, protocol, name="echo")`` → a ready KernelSocket on a new kernel of theirs."""
     sockets: list[Any] = []
@@ -307,7 +313,7 @@ async def test_a_governed_kernel_runs_a_held_cell_with_the_servers_approval_only
 
 
 async def test_a_kernel_whose_governor_was_switched_off_is_still_gated_and_recorded_by_the_server(
-    governed_kernelspec: None, open_kernel: Any, api: Api
+    governed_kernelspec: None, open_kernel: Any, api: Api, governance: Any
 ) -> None:
     """The attack of issue 15: one (here: approved) cell replaces the governor's execute method, so
     the kernel would run every later cell without classification, approval or record."""
@@ -339,3 +345,47 @@ async def test_a_kernel_whose_governor_was_switched_off_is_still_gated_and_recor
     # The kernel's governor is off (no cell.start of its own), the server's record is there.
     assert [r["event_type"] for r in logged] == ["request.execute"], logged
     assert logged[0]["user"] == "alice"
+    # ... and once the grace period is over, the missing witness is an integrity alert.
+    await asyncio.sleep(0.5)
+    governance.service.settle_witnesses()
+    alerts = [r for r in await records(api, event_type="integrity.witness_missing") if msg_id_of(r) == quiet]
+    assert len(alerts) == 1 and alerts[0]["outcome"] == "failure", alerts
+
+
+async def test_a_cell_sent_to_the_kernel_around_the_server_is_an_integrity_alert(
+    governed_kernelspec: None, open_kernel: Any, api: Api, jp_serverapp: Any
+) -> None:
+    """A local process with the kernel's connection file speaks to its shell socket directly."""
+    kernel = await open_kernel("alice", V1, "governed-python")
+    direct = jp_serverapp.kernel_manager.get_kernel(kernel.kernel_id).client()
+    direct.start_channels()
+    try:
+        msg_id = direct.execute("x = 'around the server'")
+        reply = await direct.get_shell_msg(timeout=60)
+        assert reply["parent_header"]["msg_id"] == msg_id
+    finally:
+        direct.stop_channels()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while not [
+        r for r in await records(api, event_type="integrity.unguarded_request") if msg_id_of(r) == msg_id
+    ]:
+        assert loop.time() < deadline, "no alert for a request the server never forwarded"
+        await asyncio.sleep(0.2)
+    start = [r for r in await records(api, event_type="cell.start") if msg_id_of(r) == msg_id]
+    assert start and start[0]["data"]["details"]["guard"] == "none"
+
+
+async def test_a_cell_aborted_after_an_error_is_told_apart_from_a_missing_witness(
+    governed_kernelspec: None, open_kernel: Any, api: Api, governance: Any
+) -> None:
+    kernel = await open_kernel("alice", V1, "governed-python")
+    failing = kernel.execute("raise ValueError('first')")
+    queued = kernel.execute("print('never runs')")
+    await kernel.finished(failing)
+    reply = next(m for m in await kernel.finished(queued) if m["msg_type"] == "execute_reply")
+    assert reply["content"]["status"] == "aborted"
+    await asyncio.sleep(0.5)
+    governance.service.settle_witnesses()
+    kinds = [r["event_type"] for r in await records(api) if msg_id_of(r) == queued]
+    assert kinds == ["request.execute", "request.aborted"], kinds

@@ -334,4 +334,5 @@ def _requests(raw: Mapping[str, Any]) -> RequestSettings:
         comm_targets=tuple(raw.get("comm_targets", defaults.comm_targets)),
         allow_debugger=bool(raw.get("allow_debugger", defaults.allow_debugger)),
         allow_subshells=bool(raw.get("allow_subshells", defaults.allow_subshells)),
+        require_guard=bool(raw.get("require_guard", defaults.require_guard)),
     )

@@ -119,6 +119,9 @@ class RequestSettings:
     comm_targets: tuple[str, ...] = DEFAULT_COMM_TARGETS
     allow_debugger: bool = False
     allow_subshells: bool = False
+    require_guard: bool = False
+    """Refuse the cells of kernels whose requests reach them around any guard (a client talking to
+    the kernel's sockets directly: plain ``jupyter execute``, papermill) instead of only marking them."""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from governed_server.handlers.kernel import (
     KernelAuditHandler,
     KernelCancelHandler,
     KernelConsumeHandler,
+    KernelRequestsHandler,
 )
 from governed_server.handlers.kernel_stream import KernelAuditStreamHandler
 from governed_server.handlers.me import MeHandler
@@ -45,6 +46,7 @@ def default_handlers() -> list[tuple[str, Any]]:
         (f"kernel/approvals/{_ID}/use", KernelConsumeHandler),
         (f"kernel/approvals/{_ID}/cancel", KernelCancelHandler),
         ("kernel/audit", KernelAuditHandler),
+        ("kernel/requests", KernelRequestsHandler),
         ("kernel/audit/stream", KernelAuditStreamHandler),
     ]
     return [(rf"{API_PREFIX}/{path}/?", handler) for path, handler in routes]

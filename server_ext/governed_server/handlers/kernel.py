@@ -13,7 +13,7 @@ from governed_kernel.masking import MaskingError, mask_json
 from governed_server.approvals import ApprovalError, NewRequest
 from governed_server.audit_records import AuditInputError
 from governed_server.handlers.base import KernelHandler
-from governed_server.handlers.schemas import APPROVAL_CREATE, AUDIT_INGEST, CONSUME, EMPTY
+from governed_server.handlers.schemas import APPROVAL_CREATE, AUDIT_INGEST, BATCH_REQUEST, CONSUME, EMPTY
 
 WAIT_DEFAULT_S = 25
 WAIT_MAX_S = 60
@@ -131,3 +131,19 @@ class KernelAuditHandler(KernelHandler):
         except AuditInputError as error:
             self.fail(400, str(error))
         self.reply({"records": [{"seq": r.seq, "hash": r.hash} for r in stored]}, status=201)
+
+
+class KernelRequestsHandler(KernelHandler):
+    """``POST /kernel/requests``: a batch run records a cell before sending it to its kernel
+    (``governed_server.batch_guard``); the record is marked ``guard: batch``."""
+
+    body_schemas: ClassVar[dict[str, dict[str, Any]]] = {"post": BATCH_REQUEST}
+
+    @web.authenticated
+    def post(self) -> None:
+        body = self.json_body()
+        try:
+            stored = self.service.record_batch_request(self.kernel, body, self.request.remote_ip or "")
+        except AuditInputError as error:
+            self.fail(400, str(error))
+        self.reply({"seq": stored.seq}, status=201)

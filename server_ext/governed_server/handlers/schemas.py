@@ -94,3 +94,17 @@ AUDIT_INGEST: dict[str, Any] = {
     "required": ["records"],
     "properties": {"records": {"type": "array", "items": AUDIT_RECORD, "minItems": 1, "maxItems": 500}},
 }
+
+
+BATCH_REQUEST: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["msg_id", "code"],
+    "properties": {
+        "msg_id": {"type": "string", "minLength": 1, "maxLength": 128},
+        "code": {"type": "string", "maxLength": 200_000},
+        "user_expressions": {"type": "object", "maxProperties": 100},
+        "cell_id": {"type": "string", "maxLength": 128},
+    },
+}
+"""``POST /kernel/requests``: a batch run's record of a cell it is about to send to its kernel."""
