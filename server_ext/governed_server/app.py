@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import os
 import socket
@@ -11,7 +12,7 @@ from typing import Any
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from sqlalchemy.engine import make_url
-from tornado.ioloop import IOLoop, PeriodicCallback
+from tornado.ioloop import PeriodicCallback
 from traitlets import Bool, Dict, Float, List, Unicode, default
 
 from governed_kernel import KERNEL_NAME
@@ -24,6 +25,7 @@ from governed_server.guard import GuardedKernelConnection
 from governed_server.handlers import API_PREFIX, default_handlers
 from governed_server.handlers.own_kernels import ownership_handlers
 from governed_server.inbound_gate import InboundRegistry
+from governed_server.offload import offload
 from governed_server.ownership import KernelOwners
 from governed_server.paths import default_db_url, default_store_dir
 from governed_server.service import GovernanceService, ServiceSettings
@@ -123,6 +125,7 @@ class GovernedServerApp(ExtensionApp):
     unavailable_reason: str = ""
     guard_masker: Masker | None = None
     kernel_owners: KernelOwners | None = None
+    _background: set[asyncio.Task[None]]
     inbound: InboundRegistry
 
     @default("policy_path")
@@ -160,6 +163,7 @@ class GovernedServerApp(ExtensionApp):
         return Path(self.policy_path).expanduser()
 
     def initialize_settings(self) -> None:
+        self._background = set()
         self.settings["governed_server"] = self
         serverapp = self.serverapp
         assert serverapp is not None, "initialize_settings runs after the extension is linked to a server"
@@ -201,10 +205,8 @@ class GovernedServerApp(ExtensionApp):
         """The guard had to mask a kernel's message: the kernel's own masking was bypassed."""
         if self.service is None:
             return
-        try:
-            self.service.record_guard_event(kernel_id, msg_type, kinds)
-        except Exception:
-            self.log.exception("governed_server: could not record the guard event for kernel %s", kernel_id)
+        what = f"recording the guard event for kernel {kernel_id}"
+        self._in_background(what, self.service.record_guard_event, kernel_id, msg_type, kinds)
 
     def start_service(self) -> None:
         """Build the service; on failure keep serving health with the reason (fail closed, not crashed)."""
@@ -238,36 +240,36 @@ class GovernedServerApp(ExtensionApp):
         interval_ms = policy.audit.checkpoint_interval_minutes * 60_000
         PeriodicCallback(self._checkpoint, interval_ms).start()
 
+    def _in_background(self, what: str, function: Any, *args: Any) -> None:
+        """Run a store call in a store thread; a failure is logged (the next period retries)."""
+        if self.service is None:
+            return
+
+        async def run() -> None:
+            try:
+                await offload(function, *args)
+            except Exception:
+                self.log.exception("governed_server: %s failed", what)
+
+        task = asyncio.ensure_future(run())
+        self._background.add(task)  # kept until done: the loop holds only weak references to tasks
+        task.add_done_callback(self._background.discard)
+
     def _expire_pending(self) -> None:
         if self.service is not None:
-            try:
-                self.service.expire_due()
-            except Exception:
-                self.log.exception("governed_server: expiring pending approvals failed")
+            self._in_background("expiring pending approvals", self.service.expire_due)
 
     def _kernel_gone(self, kernel_id: str) -> None:
         if self.service is not None:
             self.service.witnesses.kernel_gone(kernel_id)
 
     def _settle_witnesses(self) -> None:
-        service = self.service
-        if service is None:
-            return
-
-        def settle() -> None:
-            try:
-                service.settle_witnesses()
-            except Exception:
-                self.log.exception("governed_server: recording the witness findings failed")
-
-        IOLoop.current().run_in_executor(None, settle)  # a store write: off the event loop
+        if self.service is not None:
+            self._in_background("recording the witness findings", self.service.settle_witnesses)
 
     def _checkpoint(self) -> None:
         if self.service is not None:
-            try:
-                self.service.audit.checkpoint()
-            except Exception:
-                self.log.exception("governed_server: writing the audit checkpoint failed")
+            self._in_background("writing the audit checkpoint", self.service.audit.checkpoint)
 
     async def stop_extension(self) -> None:
         if self.service is not None:

@@ -45,6 +45,7 @@ from governed_server.inbound import (
     request_event,
     with_governed_metadata,
 )
+from governed_server.offload import offload
 
 if TYPE_CHECKING:
     from governed_server.app import GovernedServerApp
@@ -440,8 +441,3 @@ def finding_rule(finding: Finding) -> dict[str, Any]:
         "pci": list(finding.pci),
         "span": finding.span.to_dict(),
     }
-
-
-async def offload(function: Callable[..., Any], *args: Any) -> Any:
-    """Run a store call in a worker thread: the event loop serves everyone else meanwhile."""
-    return await asyncio.get_running_loop().run_in_executor(None, function, *args)

@@ -7,6 +7,7 @@ built from plain settings so tests can build it without a server.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from governed_server.events import APPROVAL_SCHEMA, CELL_SCHEMA, INTEGRITY_SCHEM
 from governed_server.identity import KernelPrincipal, RoleResolver
 from governed_server.ids import new_uuid
 from governed_server.inbound import masked_decision
+from governed_server.offload import on_loop
 from governed_server.store import Store, kernel_credentials
 from governed_server.witness import GRACE_S, WITNESSED_EVENTS, Finding, WitnessBook
 
@@ -122,13 +124,25 @@ class GovernanceService:
         if event_logger is not None:
             register_schemas(event_logger)
 
+    def _emit(self, *, schema_id: str, data: dict[str, Any]) -> None:
+        """Emit an event on the server's event loop (listeners write to websockets), also when the
+        service runs in a store thread (``offload``)."""
+        on_loop(functools.partial(self._emit_logged, schema_id, data))
+
+    def _emit_logged(self, schema_id: str, data: dict[str, Any]) -> None:
+        try:
+            assert self.event_logger is not None
+            self.event_logger.emit(schema_id=schema_id, data=data)
+        except Exception:
+            log.exception("governed_server: could not emit a %s event", schema_id)
+
     def announce(self, event_type: str, view: ApprovalView, actor: str) -> None:
         """Wake waiting kernels and push the transition to listeners (side panel, SIEM)."""
-        self.waiters.wake(view.id)
+        on_loop(functools.partial(self.waiters.wake, view.id))
         if self.event_logger is None:
             return
         try:
-            self.event_logger.emit(
+            self._emit(
                 schema_id=APPROVAL_SCHEMA,
                 data={
                     "action": APPROVAL_ACTIONS[event_type],
@@ -259,7 +273,7 @@ class GovernanceService:
                 continue
             try:
                 data = {"ok": False, "summary": finding.summary, "kind": finding.kind}
-                self.event_logger.emit(schema_id=INTEGRITY_SCHEMA, data=data)
+                self._emit(schema_id=INTEGRITY_SCHEMA, data=data)
             except Exception:
                 log.exception("governed_server: could not emit the integrity alert")
 
@@ -271,7 +285,7 @@ class GovernanceService:
             if not record.event_type.startswith("cell."):
                 continue
             try:
-                self.event_logger.emit(
+                self._emit(
                     schema_id=CELL_SCHEMA,
                     data={
                         "event_type": record.event_type,
@@ -294,7 +308,7 @@ class GovernanceService:
         if first is not None:
             data.update(first_bad_seq=int(first.seq), kind=str(first.kind))
         try:
-            self.event_logger.emit(schema_id=INTEGRITY_SCHEMA, data=data)
+            self._emit(schema_id=INTEGRITY_SCHEMA, data=data)
         except Exception:
             log.exception("governed_server: could not emit the integrity alert")
 

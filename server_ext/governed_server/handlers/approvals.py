@@ -9,6 +9,7 @@ from tornado import web
 
 from governed_server.handlers.base import GovernanceHandler
 from governed_server.handlers.schemas import DECISION, EMPTY
+from governed_server.offload import offload
 
 
 class ApprovalListHandler(GovernanceHandler):
@@ -16,7 +17,7 @@ class ApprovalListHandler(GovernanceHandler):
 
     @web.authenticated
     @authorized
-    def get(self) -> None:
+    async def get(self) -> None:
         person = self.person()
         service = self.service
         requester = self.get_query_argument("requester", None)
@@ -26,7 +27,8 @@ class ApprovalListHandler(GovernanceHandler):
             if requester not in (None, person.username):
                 self.fail(403, "only approvers and auditors can list other users' requests")
             requester = person.username
-        views = service.approvals.search(
+        views = await offload(
+            service.approvals.search,
             status=self.get_query_argument("status", None),
             requester=requester,
             limit=self.query_int("limit", 200, 1, 1000),
@@ -39,9 +41,9 @@ class ApprovalHandler(GovernanceHandler):
 
     @web.authenticated
     @authorized
-    def get(self, request_id: str) -> None:
+    async def get(self, request_id: str) -> None:
         person = self.person()
-        view = self.service.approvals.get(request_id)
+        view = await offload(self.service.approvals.get, request_id)
         if view.requester != person.username:
             self.require_role(person, "approver", "auditor")
         self.reply(view.to_json())
@@ -54,10 +56,12 @@ class ApprovalDecisionHandler(GovernanceHandler):
 
     @web.authenticated
     @authorized
-    def post(self, request_id: str) -> None:
+    async def post(self, request_id: str) -> None:
         body = self.json_body()
         service = self.service
-        view = service.approvals.decide(self.person(), request_id, body["decision"], body["reason"])
+        view = await offload(
+            service.approvals.decide, self.person(), request_id, body["decision"], body["reason"]
+        )
         event = "approval.decided" if view.status != "pending" else "approval.endorsed"
         service.announce(event, view, self.person().username)
         self.reply(view.to_json())
@@ -70,9 +74,9 @@ class ApprovalCancelHandler(GovernanceHandler):
 
     @web.authenticated
     @authorized
-    def post(self, request_id: str) -> None:
+    async def post(self, request_id: str) -> None:
         self.json_body()
         service = self.service
-        view = service.approvals.cancel(self.person(), request_id)
+        view = await offload(service.approvals.cancel, self.person(), request_id)
         service.announce("approval.cancelled", view, view.requester)
         self.reply(view.to_json())

@@ -10,6 +10,7 @@ from tornado import web
 
 from governed_server.audit_records import AuditEvent
 from governed_server.handlers.base import GovernanceHandler
+from governed_server.offload import offload
 
 FILTERS = ("user", "event_type", "kernel_id", "notebook")
 
@@ -19,7 +20,7 @@ class AuditQueryHandler(GovernanceHandler):
 
     @web.authenticated
     @authorized
-    def get(self) -> None:
+    async def get(self) -> None:
         person = self.person()
         self.require_role(person, "auditor")
         filters: dict[str, Any] = {name: self.get_query_argument(name, None) for name in FILTERS}
@@ -35,7 +36,8 @@ class AuditQueryHandler(GovernanceHandler):
         service = self.service
         shown = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in filters.items()}
         # Reading the audit log is itself an audit event, written before the answer leaves.
-        service.audit.append(
+        await offload(
+            service.audit.append,
             [
                 AuditEvent(
                     event_type="audit.read",
@@ -44,9 +46,10 @@ class AuditQueryHandler(GovernanceHandler):
                     server=service.settings.server_id,
                     details={"filters": shown, "limit": limit},
                 )
-            ]
+            ],
         )
-        records = service.audit.query(
+        records = await offload(
+            service.audit.query,
             **filters,
             limit=limit,
             after_seq=self.query_int("after_seq", 0, 0, 2**62) if after_seq is not None else None,
@@ -59,9 +62,9 @@ class AuditVerifyHandler(GovernanceHandler):
 
     @web.authenticated
     @authorized
-    def get(self) -> None:
+    async def get(self) -> None:
         person = self.person()
         self.require_role(person, "auditor")
-        report = self.service.audit.verify()
+        report = await offload(self.service.audit.verify)
         self.service.report_integrity(report)
         self.reply(report.to_dict())

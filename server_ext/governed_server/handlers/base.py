@@ -29,6 +29,7 @@ from governed_kernel.masking import MaskingError, default_masker
 from governed_server.approvals import ApprovalError
 from governed_server.credentials import AUTH_SCHEME
 from governed_server.identity import KernelPrincipal, Person, Role
+from governed_server.offload import offload
 
 if TYPE_CHECKING:
     from governed_server.app import GovernedServerApp
@@ -222,7 +223,7 @@ class KernelHandler(_JSONHandler):
             self.current_user = self._jupyter_current_user = None
             self.fail(401, f"this endpoint needs a kernel credential (Authorization: {AUTH_SCHEME} <token>)")
         self.kernel_token = token.strip()
-        principal = self.service.credentials.resolve(self.kernel_token)
+        principal = await offload(self.service.credentials.resolve, self.kernel_token)
         if principal is None:
             self.current_user = self._jupyter_current_user = None
             self.fail(403, REVOKED_MESSAGE)

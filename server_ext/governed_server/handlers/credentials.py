@@ -16,6 +16,7 @@ from tornado import web
 from governed_server.handlers.base import GovernanceHandler
 from governed_server.handlers.schemas import EMPTY
 from governed_server.ids import new_batch_kernel_id
+from governed_server.offload import offload
 from governed_server.store import kernel_credentials
 
 
@@ -26,11 +27,11 @@ class CredentialsHandler(GovernanceHandler):
 
     @web.authenticated
     @authorized
-    def post(self) -> None:
+    async def post(self) -> None:
         self.json_body()
         person = self.person()
         kernel_id = new_batch_kernel_id(self.service.masker)
-        token = self.service.credentials.mint(kernel_id, person.username)
+        token = await offload(self.service.credentials.mint, kernel_id, person.username)
         self.reply({"kernel_id": kernel_id, "token": token, "user": person.username}, status=201)
 
 
@@ -39,18 +40,21 @@ class CredentialHandler(GovernanceHandler):
 
     @web.authenticated
     @authorized
-    def delete(self, kernel_id: str) -> None:
+    async def delete(self, kernel_id: str) -> None:
         person = self.person()
         service = self.service
-        with service.store.read() as connection:
-            owners = {
-                row.username
-                for row in connection.execute(
-                    select(kernel_credentials.c.username).where(kernel_credentials.c.kernel_id == kernel_id)
+
+        def owners_of() -> set[str]:
+            with service.store.read() as connection:
+                query = select(kernel_credentials.c.username).where(
+                    kernel_credentials.c.kernel_id == kernel_id
                 )
-            }
+                return {row.username for row in connection.execute(query)}
+
+        owners = await offload(owners_of)
         if not owners:
             self.fail(404, f"no credential for kernel {kernel_id}")
         if owners != {person.username}:
             self.fail(403, "only the user a credential belongs to can revoke it")
-        self.reply({"kernel_id": kernel_id, "revoked": service.credentials.revoke(kernel_id)})
+        revoked = await offload(service.credentials.revoke, kernel_id)
+        self.reply({"kernel_id": kernel_id, "revoked": revoked})

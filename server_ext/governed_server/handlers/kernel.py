@@ -14,6 +14,7 @@ from governed_server.approvals import ApprovalError, NewRequest
 from governed_server.audit_records import AuditInputError
 from governed_server.handlers.base import KernelHandler
 from governed_server.handlers.schemas import APPROVAL_CREATE, AUDIT_INGEST, BATCH_REQUEST, CONSUME, EMPTY
+from governed_server.offload import offload
 
 WAIT_DEFAULT_S = 25
 WAIT_MAX_S = 60
@@ -40,7 +41,7 @@ class KernelApprovalsHandler(KernelHandler):
     body_schemas: ClassVar[dict[str, dict[str, Any]]] = {"post": APPROVAL_CREATE}
 
     @web.authenticated
-    def post(self) -> None:
+    async def post(self) -> None:
         body = self.json_body()
         service = self.service
         if not code_matches_hash(body["code"], body["cell_hash"], service.masker.config.mask_char):
@@ -62,7 +63,7 @@ class KernelApprovalsHandler(KernelHandler):
             notebook_path=notebook_path,
             cell_id=body.get("cell_id", ""),
         )
-        view = service.approvals.request(self.kernel, new)
+        view = await offload(service.approvals.request, self.kernel, new)
         if view.status == "pending" and view.kernel_id == self.kernel.kernel_id and view.uses == 0:
             service.announce("approval.requested", view, self.kernel.username)
         self.reply(view.to_json(), status=201 if view.status == "pending" else 200)
@@ -77,8 +78,8 @@ class KernelApprovalHandler(KernelHandler):
         service = self.service
         deadline = time.monotonic() + timeout
         while True:
-            service.expire_due()
-            view = service.approvals.get(request_id)
+            await offload(service.expire_due)
+            view = await offload(service.approvals.get, request_id)
             if view.requester != self.kernel.username:
                 raise ApprovalError(403, "this request belongs to another user")
             remaining = deadline - time.monotonic()
@@ -94,10 +95,10 @@ class KernelConsumeHandler(KernelHandler):
     body_schemas: ClassVar[dict[str, dict[str, Any]]] = {"post": CONSUME}
 
     @web.authenticated
-    def post(self, request_id: str) -> None:
+    async def post(self, request_id: str) -> None:
         body = self.json_body()
         service = self.service
-        view = service.approvals.consume(self.kernel, request_id, body["cell_hash"])
+        view = await offload(service.approvals.consume, self.kernel, request_id, body["cell_hash"])
         service.announce("approval.used", view, self.kernel.username)
         self.reply(view.to_json())
 
@@ -108,10 +109,10 @@ class KernelCancelHandler(KernelHandler):
     body_schemas: ClassVar[dict[str, dict[str, Any]]] = {"post": EMPTY}
 
     @web.authenticated
-    def post(self, request_id: str) -> None:
+    async def post(self, request_id: str) -> None:
         self.json_body()
         service = self.service
-        view = service.approvals.cancel(self.kernel, request_id)
+        view = await offload(service.approvals.cancel, self.kernel, request_id)
         service.announce("approval.cancelled", view, self.kernel.username)
         self.reply(view.to_json())
 
@@ -122,11 +123,11 @@ class KernelAuditHandler(KernelHandler):
     body_schemas: ClassVar[dict[str, dict[str, Any]]] = {"post": AUDIT_INGEST}
 
     @web.authenticated
-    def post(self) -> None:
+    async def post(self) -> None:
         body = self.json_body()
         try:
-            stored = self.service.ingest_kernel_audit(
-                self.kernel, body["records"], self.request.remote_ip or ""
+            stored = await offload(
+                self.service.ingest_kernel_audit, self.kernel, body["records"], self.request.remote_ip or ""
             )
         except AuditInputError as error:
             self.fail(400, str(error))
@@ -140,10 +141,12 @@ class KernelRequestsHandler(KernelHandler):
     body_schemas: ClassVar[dict[str, dict[str, Any]]] = {"post": BATCH_REQUEST}
 
     @web.authenticated
-    def post(self) -> None:
+    async def post(self) -> None:
         body = self.json_body()
         try:
-            stored = self.service.record_batch_request(self.kernel, body, self.request.remote_ip or "")
+            stored = await offload(
+                self.service.record_batch_request, self.kernel, body, self.request.remote_ip or ""
+            )
         except AuditInputError as error:
             self.fail(400, str(error))
         self.reply({"seq": stored.seq}, status=201)

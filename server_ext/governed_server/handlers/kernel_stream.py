@@ -35,6 +35,7 @@ from governed_server.handlers.base import (
     masked_message,
 )
 from governed_server.handlers.schemas import AUDIT_INGEST
+from governed_server.offload import offload
 
 log = logging.getLogger("governed_server")
 
@@ -75,7 +76,8 @@ class KernelAuditStreamHandler(WebSocketHandler, KernelHandler):
         self.set_nodelay(True)  # one small answer per message: never wait for Nagle's algorithm
         self._checked_at = time.monotonic()  # prepare() has just resolved the credential
 
-    def on_message(self, message: str | bytes) -> None:
+    async def on_message(self, message: str | bytes) -> None:
+        """tornado awaits this before reading the next message: records are stored in their order."""
         request_id: Any = None
         revoked = False
         try:
@@ -88,12 +90,15 @@ class KernelAuditStreamHandler(WebSocketHandler, KernelHandler):
             if problem:
                 raise _Refused(400, problem)
             if time.monotonic() - self._checked_at > CREDENTIAL_RECHECK_S:
-                if self.service.credentials.resolve(self.kernel_token) != self.kernel:
+                if await offload(self.service.credentials.resolve, self.kernel_token) != self.kernel:
                     revoked = True
                     raise _Refused(403, REVOKED_MESSAGE)
                 self._checked_at = time.monotonic()
-            stored = self.service.ingest_kernel_audit(
-                self.kernel, records["records"], self.request.remote_ip or ""
+            stored = await offload(
+                self.service.ingest_kernel_audit,
+                self.kernel,
+                records["records"],
+                self.request.remote_ip or "",
             )
             answer: dict[str, Any] = {
                 "id": request_id,
