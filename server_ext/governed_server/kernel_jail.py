@@ -340,7 +340,7 @@ class KernelJail:
         if paths.checkpoint_dir is not None:
             found.append(paths.checkpoint_dir)
         found += [file.parent for file in (paths.store_file, paths.signing_key) if file is not None]
-        return found + user_dirs(_home(env))
+        return found + user_dirs(_home(env)) + default_jupyter_dirs(_home(env))
 
     def layout(
         self, kernel_dir: Path, cwd: str | None, env: Mapping[str, str], ipython_dir: Path, history_dir: Path
@@ -353,6 +353,7 @@ class KernelJail:
         readonly = load_paths(paths, ipython_dir, home, self.settings.readonly)
         readonly += [Path(env[name]) for name in FILE_VARIABLES if env.get(name)]
         hidden = [path for path, _why in secret_paths(paths, self.settings.hidden)]
+        hidden += default_jupyter_dirs(home)  # a server started without JUPYTER_*_DIR would load them
         layout = JailLayout(
             kernel_dir=kernel_dir,
             workdir=Path(cwd or paths.root_dirs[0]),
@@ -370,6 +371,11 @@ class KernelJail:
                 layout.private,
             )
         return layout
+
+
+def default_jupyter_dirs(home: Path) -> list[Path]:
+    """Jupyter's config and data dirs under ``home`` when no ``JUPYTER_*_DIR`` variable moves them."""
+    return [home / ".jupyter", home / ".local" / "share" / "jupyter"]
 
 
 def _home(env: Mapping[str, str]) -> Path:
