@@ -19,6 +19,7 @@ from traitlets.utils.importstring import import_item
 
 from governed_kernel import comm_ids, display, history
 from governed_kernel._version import __version__
+from governed_kernel.iopub_pipe import IpcPipeIOPubThread
 from governed_kernel.kernel import GovernedKernel
 from governed_kernel.outstream import MaskingOutStream
 from governed_kernel.session import MaskingSession
@@ -74,6 +75,28 @@ class GovernedKernelApp(IPKernelApp):
             super().init_path()  # type: ignore[no-untyped-call]
         elif "" not in sys.path:
             sys.path.append("")
+
+    def init_iopub(self, context: Any) -> None:
+        """ipykernel's, except that with IPC channels the forked processes' pipe is IPC too (no TCP
+        listener: :mod:`governed_kernel.iopub_pipe`)."""
+        if self.transport != "ipc":
+            super().init_iopub(context)  # type: ignore[no-untyped-call]
+            return
+        import zmq
+
+        self.iopub_socket = context.socket(zmq.XPUB)
+        self.iopub_socket.linger = 1000
+        secure = getattr(self, "_apply_curve_server_options", None)
+        if secure is not None:
+            secure(self.iopub_socket)
+        self.iopub_port = self._bind_socket(self.iopub_socket, self.iopub_port)
+        self.log.debug("iopub PUB Channel on port: %i", self.iopub_port)
+        self.configure_tornado_logger()
+        self.iopub_thread = IpcPipeIOPubThread(
+            self.iopub_socket, f"ipc://{self.ip}-fork", pipe=True, session=self.session
+        )
+        self.iopub_thread.start()
+        self.iopub_socket = self.iopub_thread.background_socket
 
     def _session_default(self) -> MaskingSession:
         return MaskingSession(parent=self)
