@@ -89,13 +89,13 @@ class GovernedKernelApp(IPKernelApp):
         secure = getattr(self, "_apply_curve_server_options", None)
         if secure is not None:
             secure(self.iopub_socket)
-        self.iopub_port = self._bind_socket(self.iopub_socket, self.iopub_port)
+        self.iopub_port = self._bind_socket(self.iopub_socket, self.iopub_port)  # type: ignore[no-untyped-call]
         self.log.debug("iopub PUB Channel on port: %i", self.iopub_port)
-        self.configure_tornado_logger()
+        self.configure_tornado_logger()  # type: ignore[no-untyped-call]
         self.iopub_thread = IpcPipeIOPubThread(
             self.iopub_socket, f"ipc://{self.ip}-fork", pipe=True, session=self.session
         )
-        self.iopub_thread.start()
+        self.iopub_thread.start()  # type: ignore[no-untyped-call]
         self.iopub_socket = self.iopub_thread.background_socket
 
     def _session_default(self) -> MaskingSession:

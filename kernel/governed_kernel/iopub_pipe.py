@@ -18,12 +18,12 @@ from ipykernel.iostream import IOPubThread
 from zmq.eventloop.zmqstream import ZMQStream
 
 
-class IpcPipeIOPubThread(IOPubThread):  # type: ignore[misc]
+class IpcPipeIOPubThread(IOPubThread):
     """An :class:`IOPubThread` whose pipe for forked processes is ``ipc://<address>``."""
 
     def __init__(self, socket: Any, pipe_address: str, **kwargs: Any) -> None:
         self._pipe_address = pipe_address
-        super().__init__(socket, **kwargs)
+        super().__init__(socket, **kwargs)  # type: ignore[no-untyped-call]
 
     def _setup_pipe_in(self) -> None:
         ctx = self.socket.context

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 import pytest
 from jail_helpers import run, start_kernel, stop_kernel  # type: ignore[import-not-found]
 
