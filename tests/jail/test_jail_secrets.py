@@ -173,6 +173,9 @@ async def test_a_cell_finds_no_secret_and_cannot_undo_the_jail(
         for k, user in ((kernel_id, "alice"), (other_governed, "bob"), (echo, "alice")):
             await stop_kernel(jp_fetch, k, user)
 
+    from governed_server.process_guard import is_dumpable
+
+    assert is_dumpable() is False, "the server process must not be dumpable"
     # The check proves something: the cell ran, read what it may, and has its own credential.
     assert report["read"].get(str(jp_root_dir / "visible.txt")) == "the analyst's own file"
     assert report["env"].get("GOVERNED_KERNEL_TOKEN"), "the kernel's own credential is there"
