@@ -37,6 +37,7 @@ from typing import Any
 from jupyter_core.paths import jupyter_data_dir
 
 from governed_kernel.resources import POLICY_ENV, policies_dir
+from governed_server.file_modes import tighten_all
 
 DEMO_POLICY_NAME = "demo.yaml"
 DEMO_NOTEBOOK_NAME = "demo.ipynb"
@@ -99,6 +100,7 @@ def load_tokens(demo_dir: Path, *, renew: bool = False) -> dict[str, str]:
     mode 0600) when missing."""
     path = demo_dir / TOKENS_FILE
     tokens: dict[str, str] = {}
+    tighten_all([(demo_dir, "demo folder"), (path, "demo tokens")])
     if path.is_file() and not renew:
         try:
             raw = json.loads(path.read_text())
