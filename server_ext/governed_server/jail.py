@@ -147,9 +147,10 @@ class JailLayout:
         return argv
 
     def shows(self, path: Path | str) -> bool:
-        """Whether ``path`` is visible in the jail (the last mount over it is not a hidden one)."""
+        """Whether the host's ``path`` is visible in the jail (the last mount over it is neither a
+        hidden one nor a private empty folder)."""
         over = self._last_over(path)
-        return over is None or over.kind is not MountKind.HIDDEN
+        return over is None or over.kind not in (MountKind.HIDDEN, MountKind.PRIVATE)
 
     def writes(self, path: Path | str) -> bool:
         """Whether the kernel may write ``path`` (the last mount over it is a writable one)."""
