@@ -261,9 +261,9 @@ class KernelJail:
             log.info("governed_server: governed kernels run in a bubblewrap jail (%s)", self.state.bwrap)
         elif self.refusal(policy_mode) is not None:
             log.error("governed_server: %s", self.refusal(policy_mode))
-        elif self.settings.allow_unjailed:
-            log.warning(
-                "governed_server: governed kernels run WITHOUT the jail (%s); the risk is accepted by "
+        elif self.settings.allow_unjailed:  # a deliberate setting (health and info report it)
+            log.info(
+                "governed_server: governed kernels run without the jail (%s); the risk is accepted by "
                 "GovernedServerApp.allow_unjailed_kernels",
                 self.state.reason,
             )

@@ -149,3 +149,29 @@ def test_info_reports_the_running_servers_jail(tmp_path: Path) -> None:
     assert "none: bubblewrap is not installed" in line and "risk accepted" in line, shown.stdout
     info = json.loads(as_json.stdout)
     assert info["jail_risk_accepted"] is True and info["jail_kernels"] == "unjailed"
+
+
+def test_the_demo_accepts_the_risk_where_there_is_no_jail_and_says_so_in_one_line(tmp_path: Path) -> None:
+    from governed_server.demo import banner, demo_policy_path, server_config
+    from governed_server.jail_probe import BUBBLEWRAP, JailState, disabled, probe
+
+    tokens = {"ana": "a" * 24, "bob": "b" * 24, "_server": "s" * 24}
+    policy = demo_policy_path()
+    without = probe(MISSING_BWRAP)
+    config = server_config(tokens, policy, workspaces_dir=tmp_path / "w", demo_dir=tmp_path, jail=without)
+    assert config["GovernedServerApp"]["allow_unjailed_kernels"] is True
+    assert config["GovernedServerApp"]["jail_hidden_paths"] == [str(tmp_path)]
+    jailed = server_config(
+        tokens, policy, workspaces_dir=tmp_path / "w", jail=JailState(BUBBLEWRAP, "/usr/bin/bwrap")
+    )
+    assert "allow_unjailed_kernels" not in jailed["GovernedServerApp"]
+
+    alarming = ("[W ", "[E ", "[C ", "Traceback", "rror", "WARN", "denied", "fail")
+    for state in (
+        without,
+        disabled("bubblewrap cannot create the jail's namespaces here (Operation not permitted)"),
+    ):
+        text = banner("http://127.0.0.1:8888/", "demo.ipynb", tokens, policy, tmp_path, state)
+        lines = [line for line in text.splitlines() if " the jail" in line]
+        assert len(lines) == 1 and "without the jail" in lines[0] and "accepted" in lines[0], lines
+        assert not [word for word in alarming if word in lines[0]], lines[0]
