@@ -60,8 +60,10 @@ labextension: $(BIN)/python
 # Installs the project and starts JupyterLab for the two-person demo (docs/ui.md): the demo notebook,
 # the governed kernel as the default, the embedded SQLite store under the Jupyter data dir, named
 # demo identities (ana: analyst, bob: approver and auditor) and one login URL printed per person.
+# Node.js is required; bubblewrap (the kernel jail, docs/jail.md) is installed when it can be (as root
+# with apt); without it the demo runs its kernels unjailed, risk accepted, and its banner says so.
 lab: $(BIN)/python
-	bash .ci/system-deps.sh node
+	bash .ci/system-deps.sh lab
 	$(MAKE) --no-print-directory $(VENV)/.installed-demo
 	$(MAKE) --no-print-directory demo
 
@@ -77,7 +79,8 @@ test: system-deps install
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests"; exit 0; fi; exit $$rc
 
-# Chromium, PostgreSQL server binaries and Node.js (apt-get when run as root; else says what is missing).
+# Chromium, PostgreSQL server binaries, Node.js and bubblewrap (apt-get when run as root; else says
+# what is missing).
 system-deps:
 	bash .ci/system-deps.sh
 

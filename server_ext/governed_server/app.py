@@ -1,4 +1,4 @@
-"""The ``governed_server`` ExtensionApp: configuration traits, service wiring, kernel credentials."""
+"""The ``governed_server`` ExtensionApp: configuration traits, service wiring, kernel credentials and jail."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from sqlalchemy.engine import make_url
 from tornado.ioloop import PeriodicCallback
-from traitlets import Bool, Dict, Float, List, Unicode, default
+from traitlets import Bool, CaselessStrEnum, Dict, Float, List, Unicode, default
 
 from governed_kernel import KERNEL_NAME
 from governed_kernel._version import __version__
@@ -25,9 +25,11 @@ from governed_server.guard import GuardedKernelConnection
 from governed_server.handlers import API_PREFIX, default_handlers
 from governed_server.handlers.own_kernels import ownership_handlers
 from governed_server.inbound_gate import InboundRegistry
+from governed_server.kernel_jail import JAIL_MODES, JailSettings, KernelJail, ServerPaths
 from governed_server.offload import offload
 from governed_server.ownership import KernelOwners
 from governed_server.paths import default_db_url, default_store_dir
+from governed_server.process_guard import make_undumpable
 from governed_server.service import GovernanceService, ServiceSettings
 
 EXPIRY_CHECK_MS = 5_000
@@ -121,7 +123,71 @@ class GovernedServerApp(ExtensionApp):
         25.0, help="Longest single long-poll of a kernel waiting for a decision."
     ).tag(config=True)
 
+    jail = CaselessStrEnum(
+        list(JAIL_MODES),
+        default_value="bubblewrap",
+        help=(
+            "How governed kernels are kept away from the store, key, checkpoints, tokens and the "
+            "server's runtime files: 'bubblewrap' (a mount and pid namespace per kernel, docs/jail.md) "
+            "or 'none'. Without a working jail, enforce mode refuses governed kernels unless "
+            "allow_unjailed_kernels is True."
+        ),
+    ).tag(config=True)
+
+    bwrap_path = Unicode("bwrap", help="The bubblewrap program (a name looked up on PATH, or a path).").tag(
+        config=True
+    )
+
+    allow_unjailed_kernels = Bool(
+        False,
+        help=(
+            "Start governed kernels even where the jail is not available (bubblewrap missing, or no "
+            "namespaces in this container), accepting that code in a notebook can then read the "
+            "store, the signing key and the server's tokens. Health and `jupyter governance info` "
+            "report it."
+        ),
+    ).tag(config=True)
+
+    jail_hidden_paths = List(
+        Unicode(),
+        help=(
+            "More files or directories the jail hides from kernels (the store, key, checkpoints, "
+            "Jupyter config, data and runtime dirs are hidden already)."
+        ),
+    ).tag(config=True)
+
+    jail_readonly_paths = List(
+        Unicode(), help="More paths kernels may read but not change (code the server or kernels load)."
+    ).tag(config=True)
+
+    jail_writable_paths = List(
+        Unicode(),
+        help=(
+            "More paths kernels may write, besides the server's root dir and the home directory (a "
+            "shared data folder). Everything else is read-only in the jail."
+        ),
+    ).tag(config=True)
+
+    jail_env_allow = List(
+        Unicode(),
+        help=(
+            "More environment variables passed to governed kernels (names, or patterns with '*'). "
+            "Kernels get an allow list, not the server's environment: PATH, HOME, locale, IPYTHONDIR, "
+            "the governed variables; server secrets (GOVERNED_DB_URL, JUPYTERHUB_API_TOKEN, "
+            "JUPYTER_TOKEN...) are never passed."
+        ),
+    ).tag(config=True)
+
+    jail_kernels_dir = Unicode(
+        help=(
+            "Where each governed kernel gets its directory (connection file, IPC sockets). Default: "
+            "'governed' in the server's runtime dir. Keep it short: socket paths are limited to 107 "
+            "characters."
+        ),
+    ).tag(config=True)
+
     service: GovernanceService | None = None
+    kernel_jail: KernelJail | None = None
     unavailable_reason: str = ""
     guard_masker: Masker | None = None
     kernel_owners: KernelOwners | None = None
@@ -170,6 +236,7 @@ class GovernedServerApp(ExtensionApp):
         if self.set_default_kernel and not self._default_kernel_configured(serverapp.config):
             serverapp.kernel_manager.default_kernel_name = KERNEL_NAME
         self.start_service()
+        self.start_jail()
         ids.install(serverapp.kernel_manager, self.service.masker if self.service else Masker())
         self.install_ownership()
         self.inbound = InboundRegistry(kernel_gone=self._kernel_gone)
@@ -255,6 +322,67 @@ class GovernedServerApp(ExtensionApp):
         self._background.add(task)  # kept until done: the loop holds only weak references to tasks
         task.add_done_callback(self._background.discard)
 
+    def start_jail(self) -> None:
+        """Protect the server process and find out, once, whether kernels can be jailed here."""
+        problem = make_undumpable()
+        if problem:
+            self.log.warning("governed_server: %s", problem)
+        settings = JailSettings(
+            mode=self.jail.lower(),
+            bwrap_path=self.bwrap_path,
+            allow_unjailed=self.allow_unjailed_kernels,
+            hidden=tuple(self.jail_hidden_paths),
+            readonly=tuple(self.jail_readonly_paths),
+            writable=tuple(self.jail_writable_paths),
+            env_allow=tuple(self.jail_env_allow),
+            kernels_dir=self.jail_kernels_dir,
+        )
+        self.kernel_jail = KernelJail(settings, self.server_paths())
+        self.kernel_jail.announce(self.policy_mode())
+
+    def server_paths(self) -> ServerPaths:
+        """What the jail hides and protects, from this server's real settings."""
+        from jupyter_core.paths import jupyter_config_path, jupyter_data_dir
+
+        from governed_server.demo import default_demo_dir
+
+        serverapp = self.serverapp
+        assert serverapp is not None
+        try:
+            url = make_url(self.db_url)
+            store = Path(str(url.database)).expanduser() if url.get_backend_name() == "sqlite" else None
+        except Exception:
+            store = None
+        root_dirs = [Path(serverapp.root_dir)]
+        kernel_root = getattr(serverapp.kernel_manager, "root_dir", "")
+        if kernel_root and Path(kernel_root) != root_dirs[0]:
+            root_dirs.append(Path(kernel_root))
+        server_files = [serverapp.keyfile, serverapp.cookie_secret_file, serverapp.info_file,
+                        serverapp.browser_open_file, getattr(serverapp, "config_file", ""),
+                        os.environ.get("JUPYTERHUB_SSL_KEYFILE", "")]  # fmt: skip
+        config_dirs = {serverapp.config_dir, *jupyter_config_path(), *serverapp.config_file_paths}
+        return ServerPaths(
+            runtime_dir=Path(serverapp.runtime_dir),
+            root_dirs=tuple(root_dirs),
+            config_dirs=tuple(Path(p) for p in sorted(config_dirs) if p),
+            data_dirs=tuple(Path(p) for p in sorted({serverapp.data_dir, jupyter_data_dir()}) if p),
+            store_file=store,
+            signing_key=Path(self.signing_key_path).expanduser(),
+            checkpoint_dir=Path(self.checkpoint_dir).expanduser(),
+            policy_file=self.policy_file,
+            server_files=tuple(Path(p) for p in server_files if p),
+            demo_dirs=(default_demo_dir(),),
+        )
+
+    def policy_mode(self) -> str:
+        """The policy's mode; ``enforce`` when the service is not running (fail closed)."""
+        return self.service.policy.mode if self.service is not None else "enforce"
+
+    def jail_report(self) -> dict[str, Any]:
+        if self.kernel_jail is None:
+            return {"jail": "none: not started", "jail_risk_accepted": False, "jail_kernels": "refused"}
+        return self.kernel_jail.report(self.policy_mode())
+
     def _expire_pending(self) -> None:
         if self.service is not None:
             self._in_background("expiring pending approvals", self.service.expire_due)
@@ -289,6 +417,13 @@ class GovernedServerApp(ExtensionApp):
             # The kernel classifies with the policy the service enforces (versions must match).
             POLICY_ENV: str(self.policy_file),
         }
+
+    def kernel_env_names(self) -> list[str]:
+        """Variables a governed kernel needs beyond the allow list: the policy's masking key."""
+        if self.service is None:
+            return []
+        key_env = self.service.masker.config.token_key_env
+        return [key_env] if key_env else []
 
     def revoke_kernel(self, kernel_id: str) -> None:
         if self.service is not None:

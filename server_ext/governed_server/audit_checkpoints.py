@@ -8,7 +8,8 @@ records, and rewinding the chain head with them, is still caught.
 
 The signed message is ``canonical_json({"v": 1, "seq", "hash", "signed_at", "key_id"})``. The key
 id is the first 16 hex digits of SHA-256 over the raw 32-byte public key; public keys are written
-beside the checkpoint files as ``audit-key-<key_id>.pub`` (PEM).
+beside the checkpoint files as ``audit-key-<key_id>.pub`` (PEM). Files are 0600 in 0700 directories
+(:mod:`governed_server.file_modes`): copy them to where auditors read them.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from governed_server.audit_records import canonical_json, format_time, parse_time
+from governed_server.file_modes import PRIVATE_FILE, private_dir
 
 CHECKPOINT_FILE = "checkpoints.jsonl"
 PUBLIC_KEY_PREFIX = "audit-key-"
@@ -104,7 +106,7 @@ def load_or_create_key(path: Path) -> Ed25519PrivateKey:
     """
     path = path.expanduser()
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         pem = Ed25519PrivateKey.generate().private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
@@ -158,13 +160,12 @@ def write_public_key(directory: Path, public_key: Ed25519PublicKey) -> Path:
     """Write ``audit-key-<id>.pub`` beside the checkpoints unless it is already there."""
     path = directory / f"{PUBLIC_KEY_PREFIX}{key_id_of(public_key)}.pub"
     if not path.exists():
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".audit-key-")
+        private_dir(directory)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".audit-key-")  # 0600
         try:
             os.write(fd, public_pem(public_key))
             os.fsync(fd)
             os.close(fd)
-            os.chmod(tmp, 0o644)
             with contextlib.suppress(FileExistsError):
                 os.link(tmp, path)
         finally:
@@ -199,9 +200,9 @@ def signature_valid(checkpoint: Checkpoint, keys: Mapping[str, Ed25519PublicKey]
 
 def append_to_file(directory: Path, checkpoint: Checkpoint) -> None:
     """Append one JSON line to ``checkpoints.jsonl`` and fsync it (locked against other writers)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory)
     line = (canonical_json(checkpoint.to_dict()) + "\n").encode()
-    fd = os.open(directory / CHECKPOINT_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(directory / CHECKPOINT_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.write(fd, line)

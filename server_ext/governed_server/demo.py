@@ -7,6 +7,8 @@ starts ``jupyter lab`` with it:
   person to a named user (``ana``, the analyst; ``bob``, the approver, who is also an auditor);
 - the demo policy (``policies/examples/demo.yaml``: the bundled PCI DSS policy naming them);
 - the embedded default store (SQLite under the Jupyter data dir), the governed kernel as default;
+- the kernel jail (bubblewrap) when this machine has it; otherwise (no bubblewrap, a container
+  without namespaces) the demo accepts unjailed kernels and its banner says so in one line;
 - a scratch copy of the demo notebook in the demo folder (outside any repository: what people save
   while trying the demo stays there), one JupyterLab workspace per person (the analyst's opens the
   notebook; the approver's opens the Governance panel on its queue).
@@ -37,6 +39,8 @@ from typing import Any
 from jupyter_core.paths import jupyter_data_dir
 
 from governed_kernel.resources import POLICY_ENV, policies_dir
+from governed_server.file_modes import tighten_all
+from governed_server.jail_probe import JailState, probe
 
 DEMO_POLICY_NAME = "demo.yaml"
 DEMO_NOTEBOOK_NAME = "demo.ipynb"
@@ -99,6 +103,7 @@ def load_tokens(demo_dir: Path, *, renew: bool = False) -> dict[str, str]:
     mode 0600) when missing."""
     path = demo_dir / TOKENS_FILE
     tokens: dict[str, str] = {}
+    tighten_all([(demo_dir, "demo folder"), (path, "demo tokens")])
     if path.is_file() and not renew:
         try:
             raw = json.loads(path.read_text())
@@ -117,13 +122,20 @@ def load_tokens(demo_dir: Path, *, renew: bool = False) -> dict[str, str]:
 
 
 def server_config(
-    tokens: dict[str, str], policy_path: Path, *, workspaces_dir: Path, own_server_token: bool = True
+    tokens: dict[str, str],
+    policy_path: Path,
+    *,
+    workspaces_dir: Path,
+    own_server_token: bool = True,
+    demo_dir: Path | None = None,
+    jail: JailState | None = None,
 ) -> dict[str, Any]:
-    """The jupyter_server config of the demo (named identities, demo policy, workspaces).
+    """The jupyter_server config of the demo (named identities, demo policy, workspaces, jail).
 
     ``own_server_token``: set the server's token to the saved one, so jupyter_server does not make
     one up and print it (an anonymous login that is neither demo person). Binder, whose hub logs
-    people in, writes the config without it.
+    people in, writes the config without it. ``jail``: where this machine cannot jail kernels, the
+    demo accepts running them without (``allow_unjailed_kernels``), and its banner says so.
     """
     users = {
         tokens[p.username]: {"username": p.username, "display_name": p.display_name} for p in DEMO_PEOPLE
@@ -139,7 +151,7 @@ def server_config(
             "tornado_settings": {"ws_ping_timeout": 30_000},
         },
         "NamedTokenIdentityProvider": provider,
-        "GovernedServerApp": {"policy_path": str(policy_path)},
+        "GovernedServerApp": governed_settings(policy_path, demo_dir, jail),
         "MappingKernelManager": {"default_kernel_name": "governed-python"},
         # Kernel channels as sockets in the runtime folder (0700), not on loopback TCP where any
         # local user could connect (and ipykernel warns that they are unencrypted).
@@ -147,6 +159,23 @@ def server_config(
         # (No news pop-up over the queue: the package's Lab settings turn news and update checks off.)
         "LabApp": {"workspaces_dir": str(workspaces_dir)},
     }
+
+
+def governed_settings(policy_path: Path, demo_dir: Path | None, jail: JailState | None) -> dict[str, Any]:
+    settings: dict[str, Any] = {"policy_path": str(policy_path)}
+    if demo_dir is not None:  # the tokens and this config: never in a kernel's jail
+        settings["jail_hidden_paths"] = [str(demo_dir)]
+    if jail is not None and not jail.available:
+        settings["allow_unjailed_kernels"] = True
+    return settings
+
+
+def jail_line(jail: JailState) -> str:
+    """The banner's one line about the kernel jail (plain words: nothing that reads as an error)."""
+    if jail.available:
+        return "kernels:   in the bubblewrap jail (no access to the store, key or tokens)"
+    why = "bubblewrap is not installed" if "not installed" in jail.reason else "no namespaces here"
+    return f"kernels:   without the jail ({why}): accepted for this demo, see docs/jail.md"
 
 
 def workspace(person: DemoPerson) -> dict[str, Any]:
@@ -177,11 +206,21 @@ def write_workspaces(workspaces_dir: Path) -> None:
 
 
 def write_config(
-    demo_dir: Path, tokens: dict[str, str], policy_path: Path, *, own_server_token: bool = True
+    demo_dir: Path,
+    tokens: dict[str, str],
+    policy_path: Path,
+    *,
+    own_server_token: bool = True,
+    jail: JailState | None = None,
 ) -> Path:
     path = demo_dir / CONFIG_FILE
     config = server_config(
-        tokens, policy_path, workspaces_dir=demo_dir / WORKSPACES_DIR, own_server_token=own_server_token
+        tokens,
+        policy_path,
+        workspaces_dir=demo_dir / WORKSPACES_DIR,
+        own_server_token=own_server_token,
+        demo_dir=demo_dir,
+        jail=jail,
     )
     _write_private(path, json.dumps(config, indent=2))
     return path
@@ -214,7 +253,14 @@ def person_path(person: DemoPerson, notebook: str | None) -> str:
     return f"{path}/tree/{notebook}" if notebook and person.opens_notebook else path
 
 
-def banner(base: str, notebook: str | None, tokens: dict[str, str], policy_path: Path, folder: Path) -> str:
+def banner(
+    base: str,
+    notebook: str | None,
+    tokens: dict[str, str],
+    policy_path: Path,
+    folder: Path,
+    jail: JailState | None = None,
+) -> str:
     lines = [
         "",
         "=" * 78,
@@ -229,6 +275,7 @@ def banner(base: str, notebook: str | None, tokens: dict[str, str], policy_path:
         "Open each URL in its own browser profile or private window (the login is a cookie).",
         f"notebooks: {folder} (a scratch copy: your edits stay there)",
         f"policy:    {policy_path}",
+        *([jail_line(jail)] if jail is not None else []),
         "Stop with Ctrl+C. Guide: docs/ui.md",
         "=" * 78,
         "",
@@ -309,13 +356,14 @@ def run_demo(
     if not policy.is_file():
         raise FileNotFoundError(f"the demo policy {policy} does not exist")
     tokens = load_tokens(demo_dir, renew=renew_tokens)
-    config_path = write_config(demo_dir, tokens, policy, own_server_token=launch)
+    jail = probe()
+    config_path = write_config(demo_dir, tokens, policy, own_server_token=launch, jail=jail)
     folder = notebook_dir if notebook_dir is not None else prepare_notebooks(demo_dir, fresh=fresh_notebook)
     notebook = DEMO_NOTEBOOK_NAME if (folder / DEMO_NOTEBOOK_NAME).is_file() else None
     write_workspaces(demo_dir / WORKSPACES_DIR)
     host = "127.0.0.1" if ip in ("", "0.0.0.0", "::") else ip
     base = f"http://{host}:{port}/"
-    text = banner(base, notebook, tokens, policy, folder)
+    text = banner(base, notebook, tokens, policy, folder, jail)
     if not launch:
         print(f"demo config written to {config_path}")
         print(text)

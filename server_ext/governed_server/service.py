@@ -19,16 +19,19 @@ from sqlalchemy import select
 from governed_kernel.masking import Masker, MaskingConfig
 from governed_kernel.policy import Classifier, Policy, load_policy
 from governed_kernel.requests import governed_source, source_hash
+from governed_server import audit_checkpoints as cp
 from governed_server.approvals import ApprovalService, ApprovalView
 from governed_server.audit import AuditLog
 from governed_server.audit_records import AuditEvent, StoredRecord
 from governed_server.credentials import CredentialIssuer
 from governed_server.events import APPROVAL_SCHEMA, CELL_SCHEMA, INTEGRITY_SCHEMA, register_schemas
+from governed_server.file_modes import private_dir, sqlite_files, tighten_all
 from governed_server.identity import KernelPrincipal, RoleResolver
 from governed_server.ids import new_uuid
 from governed_server.inbound import masked_decision
 from governed_server.offload import on_loop
 from governed_server.store import Store, kernel_credentials
+from governed_server.store.engine import sqlite_path
 from governed_server.witness import GRACE_S, WITNESSED_EVENTS, Finding, WitnessBook
 
 log = logging.getLogger("governed_server")
@@ -60,6 +63,32 @@ class ServiceSettings:
 def _msg_id(record: dict[str, Any]) -> str:
     details = record.get("details")
     return str(details.get("msg_id", "")) if isinstance(details, dict) else ""
+
+
+def secure_files(settings: ServiceSettings, database: Path | None) -> list[str]:
+    """Make the service's files private at start (0600 in 0700 directories, log what changed) and
+    create the signing key and checkpoint folder now: the kernel jail hides what exists when a
+    kernel starts, and a key made later at the first checkpoint would be in no kernel's jail."""
+    try:
+        cp.load_or_create_key(settings.signing_key_path)
+    except (OSError, cp.CheckpointError) as error:
+        log.error(
+            "governed_server: cannot create the audit signing key %s: %s", settings.signing_key_path, error
+        )
+    try:
+        private_dir(settings.checkpoint_dir)
+    except OSError as error:
+        log.error(
+            "governed_server: cannot create the checkpoint folder %s: %s", settings.checkpoint_dir, error
+        )
+    paths: list[tuple[Path, str]] = []
+    if database is not None:
+        paths.append((database.parent, "governance store folder"))
+        paths += [(path, "governance store") for path in sqlite_files(database)]
+    paths += [(settings.signing_key_path.parent, "audit signing key folder"),
+              (settings.signing_key_path, "audit signing key"),
+              (settings.checkpoint_dir, "audit checkpoints")]  # fmt: skip
+    return tighten_all(paths, with_files_of=[settings.checkpoint_dir])
 
 
 class ApprovalWaiters:
@@ -107,6 +136,7 @@ class GovernanceService:
             checkpoint_dir=settings.checkpoint_dir,
             checkpoint_every=None,
         )
+        self.file_changes = secure_files(settings, sqlite_path(self.store.engine.url))
         self.masker = Masker(MaskingConfig.from_mapping(self.policy.masking))
         # The inbound guard classifies what clients send, with the policy the kernels use.
         self.classifier = Classifier(self.policy)

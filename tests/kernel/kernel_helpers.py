@@ -226,10 +226,13 @@ class Kernel:
 
 
 def history_rows(ipython_dir: Path) -> list[str]:
-    """Every text value stored in the kernel's IPython history database."""
+    """Every text value stored in the kernel's IPython history database (a jailed kernel's is in
+    the profile's writable ``governed-history`` folder: the profile itself is read-only)."""
     import sqlite3
 
-    path = ipython_dir / "profile_default" / "history.sqlite"
+    profile = ipython_dir / "profile_default"
+    jailed = profile / "governed-history" / "history.sqlite"
+    path = jailed if jailed.exists() else profile / "history.sqlite"
     if not path.exists():
         return []
     with sqlite3.connect(path) as db:

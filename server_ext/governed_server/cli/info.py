@@ -18,8 +18,16 @@ from governed_server.cli.errors import EXIT_FOUND, EXIT_OK, EXIT_USAGE, CLIError
 
 TOKEN_ENVS = ("GOVERNED_API_TOKEN", "JUPYTER_TOKEN")
 HEALTH_PATH = "governance/api/health"
-SERVER_FIELDS = ("status", "problem", "version", "policy_path", "policy_version", "mode", "store")
+SERVER_FIELDS = (
+    "status", "problem", "version", "policy_path", "policy_version", "mode", "store",
+    "jail", "jail_risk_accepted", "jail_kernels",
+)  # fmt: skip
 """What the running server reports and ``info`` shows (the health endpoint's fields)."""
+JAIL_KERNELS_TEXT = {
+    "jailed": "",
+    "unjailed": "governed kernels run without the jail",
+    "refused": "governed kernels are refused until the jail works or the risk is accepted",
+}
 
 
 def register(subparsers: Any) -> None:
@@ -29,7 +37,7 @@ def register(subparsers: Any) -> None:
         description="Show the governed kernel's version, kernelspec, policy and store. With --url, or when "
         "a running Jupyter server is found in the runtime files, it describes that server (asked over "
         "its API); otherwise the defaults a new server would use. Exit 1 when a part is missing or the "
-        "server's governance service is not running.",
+        "server's governance service is not running, or in enforce mode its kernels run without the jail.",
     )
     parser.add_argument("--url", help="a running server to describe, e.g. http://127.0.0.1:8888/")
     parser.add_argument(
@@ -52,6 +60,7 @@ def installation() -> dict[str, Any]:
     from governed_kernel import KERNEL_NAME
     from governed_kernel._version import __version__
     from governed_kernel.resources import default_policy_path
+    from governed_server.jail_probe import probe
     from governed_server.paths import default_db_url, redact_db_url
 
     try:
@@ -66,6 +75,7 @@ def installation() -> dict[str, Any]:
         "policy_path": str(policy),
         "policy_exists": policy.is_file(),
         "store": redact_db_url(default_db_url()),
+        "jail": probe().describe(),
     }
 
 
@@ -128,17 +138,43 @@ def _same(left: Any, right: str) -> bool:
     return str(left or "").rstrip("/") == right.rstrip("/")
 
 
+def jail_text(info: dict[str, Any]) -> str | None:
+    """One line for the jail: ``bubblewrap``, or ``none: <reason> (risk accepted: ...)``."""
+    jail = info.get("jail")
+    if jail is None:
+        return None
+    notes = []
+    if info.get("jail_risk_accepted"):
+        notes.append("risk accepted by GovernedServerApp.allow_unjailed_kernels")
+    kernels = JAIL_KERNELS_TEXT.get(str(info.get("jail_kernels")), "")
+    if kernels:
+        notes.append(kernels)
+    return f"{jail} ({'; '.join(notes)})" if notes else str(jail)
+
+
+def weakened(info: dict[str, Any]) -> bool:
+    """Enforce mode without the kernel jail (refused kernels, or the risk accepted)."""
+    return info.get("mode") == "enforce" and info.get("jail_kernels") in ("unjailed", "refused")
+
+
 def run(args: argparse.Namespace) -> int:
     info = collect(args)
     if args.json:
         print(json.dumps(info, indent=2))
     else:
         shown = {key: value for key, value in info.items() if not (key == "problem" and value is None)}
+        if "jail" in shown:
+            shown["jail"] = jail_text(info)
+            shown.pop("jail_risk_accepted", None)
+            shown.pop("jail_kernels", None)
         width = max(len(key) for key in shown)
         for key, value in shown.items():
             missing = "(not installed)" if key == "kernelspec" else "-"
             print(f"{key:<{width}}  {value if value is not None else missing}")
     healthy = (
-        info["kernelspec"] is not None and bool(info["policy_exists"]) and info.get("status") != "unavailable"
+        info["kernelspec"] is not None
+        and bool(info["policy_exists"])
+        and info.get("status") != "unavailable"
+        and not weakened(info)
     )
     return EXIT_OK if healthy else EXIT_FOUND

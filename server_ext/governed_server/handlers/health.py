@@ -12,7 +12,8 @@ from governed_server.paths import redact_db_url
 
 
 class HealthHandler(GovernanceHandler):
-    """``GET /health``: version, policy and store in use; ``status: unavailable`` with the reason if not."""
+    """``GET /health``: version, policy, store and kernel jail in use; ``status: unavailable`` with the
+    reason if not."""
 
     @web.authenticated
     @authorized
@@ -31,6 +32,7 @@ class HealthHandler(GovernanceHandler):
                 "policy_version": service.policy.version if service is not None else None,
                 "mode": service.policy.mode if service is not None else None,
                 "store": redact_db_url(app.db_url),
+                **app.jail_report(),
                 "user": username,
                 "user_display_name": getattr(self.current_user, "display_name", username),
             }

@@ -19,6 +19,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
+from governed_server.file_modes import create_private_file
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 """How long a SQLite writer waits for the lock before failing (concurrent kernels, CLI, servers)."""
 
@@ -76,7 +78,7 @@ def sqlite_path(url: URL) -> Path | None:
 def create_store_engine(
     url: str | URL, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, sqlite_full_sync: bool = True
 ) -> Engine:
-    """An engine for ``url``; the SQLite file's directory is created when missing.
+    """An engine for ``url``; the SQLite file (0600) and its directory (0700) are created when missing.
 
     ``sqlite_full_sync=False`` opens SQLite with ``synchronous=NORMAL`` and no automatic WAL
     checkpoints: only for a caller that syncs and checkpoints the log itself
@@ -93,9 +95,9 @@ def _sqlite_engine(url: URL, busy_timeout_ms: int, synchronous: str) -> Engine:
     if path is None:
         raise StoreError("an in-memory SQLite store would lose the audit log at exit: give a file path")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        create_private_file(path)  # 0600 in a 0700 folder; SQLite gives -wal and -shm the same mode
     except OSError as error:
-        raise StoreError(f"cannot create the store directory {path.parent}: {error.strerror}") from error
+        raise StoreError(f"cannot create the store {path}: {error.strerror}") from error
     engine = create_engine(
         url.set(database=str(path)),
         connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
