@@ -27,8 +27,9 @@ import hashlib
 import json
 import os
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,8 @@ from governed_kernel.masking import (
 MIB = 1024 * 1024
 DEFAULT_MAX_FILE_MB = 256
 DEFAULT_CACHE_MB = 128
+RECORD_WINDOW = 60.0
+"""Seconds within which repeated ranges / revalidations of one masked file by one user are one record."""
 
 
 class OutboundRefused(Exception):
@@ -170,14 +173,37 @@ class OutboundGuard:
         self.max_file_bytes = max_file_bytes
         self.cache = MaskedFileCache(cache_bytes)
         self.ledger = SaveLedger()
+        self._seen: dict[tuple[Any, ...], float] = {}
+        self._seen_lock = threading.Lock()
+        self._rules = repr(masker.config)
+        """What the masked bytes also depend on: the masking rules (reveal, mask character, brands...)."""
 
     # -- files on disk ---------------------------------------------------------------------------
+    def first_time(self, key: tuple[Any, ...], window: float = RECORD_WINDOW) -> bool:
+        """Whether ``key`` was not seen in the last ``window`` seconds (records it as seen)."""
+        now = time.monotonic()
+        with self._seen_lock:
+            if len(self._seen) > 10_000:
+                self._seen = {k: t for k, t in self._seen.items() if now - t < window}
+            last = self._seen.get(key)
+            if last is not None and now - last < window:
+                return False
+            self._seen[key] = now
+            return True
+
+    def cached_file(self, path: str) -> MaskedFile | None:
+        """The masked file when the cache holds it for the file as it is now (a stat, no read)."""
+        try:
+            return self.cache.get(self._key(path, os.stat(path)))
+        except OSError:
+            return None
+
     def masked_file(self, path: str) -> MaskedFile:
         """The masked bytes of the file at ``path`` (cached by identity and times).
 
         Raises OutboundRefused (413 too large, 500 masking failed) and OSError (unreadable)."""
         st = os.stat(path)
-        key = _stat_key(path, st, self.masker)
+        key = self._key(path, st)
         hit = self.cache.get(key)
         if hit is not None:
             return hit
@@ -188,17 +214,21 @@ class OutboundGuard:
             after = os.fstat(handle.fileno())
         if len(raw) > self.max_file_bytes:
             raise self.too_large(len(raw))
-        masked = self._mask_bytes(raw, os.path.basename(path))
-        if _stat_key(path, after, self.masker) == key:  # unchanged while read: safe to reuse
+        try:
+            data, report = mask_file_bytes(raw, os.path.basename(path), self.masker)
+        except (MaskingError, ValueError, TypeError, RecursionError) as error:
+            raise OutboundRefused(500, self.masking_failed(error)) from None
+        # The ETag names the masked bytes: this state of the file (identity, size, times) under these
+        # masking rules. No hash of the content: one would cost more than the masking (and a hash of
+        # the original would fingerprint its digits).
+        etag = hashlib.blake2b(repr((key[1:], len(data))).encode(), digest_size=16).hexdigest()
+        masked = MaskedFile(data, etag, report)
+        if self._key(path, after) == key:  # unchanged while read: safe to reuse
             self.cache.put(key, masked)
         return masked
 
-    def _mask_bytes(self, raw: bytes, name: str) -> MaskedFile:
-        try:
-            data, report = mask_file_bytes(raw, name, self.masker)
-        except (MaskingError, ValueError, TypeError, RecursionError) as error:
-            raise OutboundRefused(500, self.masking_failed(error)) from None
-        return MaskedFile(data, hashlib.sha256(data).hexdigest()[:32], report)
+    def _key(self, path: str, st: os.stat_result) -> tuple[Any, ...]:
+        return (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, self._rules)
 
     def too_large(self, size: int) -> OutboundRefused:
         limit = self.max_file_bytes / MIB
@@ -236,42 +266,49 @@ class OutboundGuard:
         out["content"] = masked
         out["writable"] = False
         if out.get("hash") is not None:  # the on-disk hash would fingerprint the digits: the view's
-            out["hash"] = hashlib.sha256(digest_source).hexdigest()
+            out["hash"] = hashlib.sha256(digest_source()).hexdigest()
             out["hash_algorithm"] = "sha256"
-        if model.get("type") == "file" and isinstance(out.get("size"), int):
-            out["size"] = len(digest_source)
+        if (
+            model.get("type") == "file"
+            and isinstance(out.get("size"), int)
+            and not _same_size(content, masked)
+        ):
+            out["size"] = len(digest_source())
         return out, report
 
-    def _mask_content(self, model: Mapping[str, Any], content: Any, report: MaskReport) -> tuple[Any, bytes]:
+    def _mask_content(
+        self, model: Mapping[str, Any], content: Any, report: MaskReport
+    ) -> tuple[Any, Callable[[], bytes]]:
+        """The masked content and how to get the bytes it stands for (for a hash and size, if asked)."""
         name = str(model.get("name") or "")
         size = model.get("size")
         if isinstance(size, int) and size > self.max_file_bytes:
             raise self.too_large(size)
         if model.get("type") == "notebook" or model.get("format") == "json":
             if not isinstance(content, Mapping) or not notebook_needs_masking(content, self.masker):
-                return content, b""
+                return content, bytes
             masked_nb = mask_notebook(content, self.masker, report)[0]
             if masked_nb == content:  # only values masked already (a "cvv" key's "***"): no change
                 report.kinds.clear()
                 report.brands.clear()
-                return content, b""
-            return masked_nb, json.dumps(masked_nb, sort_keys=True).encode()
+                return content, bytes
+            return masked_nb, lambda: json.dumps(masked_nb, sort_keys=True).encode()
         if model.get("format") == "text" and isinstance(content, str):
             text = mask_file_text(content, name, self.masker, report)[0]
-            return text, text.encode("utf-8", "surrogateescape")
+            return text, lambda: text.encode("utf-8", "surrogateescape")
         if model.get("format") == "base64" and isinstance(content, str):
             raw = base64.b64decode(content)
             data = mask_file_bytes(raw, name, self.masker, report)[0]
             encoded = base64.encodebytes(data) if "\n" in content else base64.b64encode(data)
-            return encoded.decode("ascii"), data
+            return encoded.decode("ascii"), lambda: data
         # Anything else (another contents manager's format): every string and number, as JSON.
         if not needs_masking(content, self.masker, by_name=False):
-            return content, b""
+            return content, bytes
         other = mask_json(content, self.masker, report, by_name=False)[0]
         if other == content:
             report.kinds.clear()
             report.brands.clear()
-        return other, json.dumps(other, sort_keys=True, default=str).encode()
+        return other, lambda: json.dumps(other, sort_keys=True, default=str).encode()
 
     def mask_data(self, data: Any) -> tuple[Any, MaskReport]:
         """JSON that an API returns (checkpoints, workspaces, settings): strings and card-sized
@@ -290,6 +327,17 @@ class OutboundGuard:
         return self.masker.mask_text(path)[0]
 
 
+def _same_size(content: Any, masked: Any) -> bool:
+    """ASCII text masked with an ASCII character keeps its size in bytes (no need to encode it)."""
+    return (
+        isinstance(content, str)
+        and isinstance(masked, str)
+        and len(masked) == len(content)
+        and masked.isascii()
+        and content.isascii()
+    )
+
+
 def save_refusal(masked_path: str) -> str:
     """Why a save over ``masked_path`` is refused (409), and what to do."""
     return (
@@ -297,7 +345,3 @@ def save_refusal(masked_path: str) -> str:
         "copy you have is masked and saving it here would overwrite them. The file is unchanged. Save "
         "your copy under a new name instead (File > Save As...)."
     )
-
-
-def _stat_key(path: str, st: os.stat_result, masker: Masker) -> tuple[Any, ...]:
-    return (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, id(masker))

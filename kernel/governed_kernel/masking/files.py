@@ -106,6 +106,13 @@ def _mask_json_document(original: str, masked: str, name: str, masker: Masker, r
             return data
         return mask_json(data, masker, into, by_name=False)[0]
 
+    if masked is not original:  # the common case: the text pass's result, if it is enough
+        try:
+            text_data = json.loads(masked)
+        except ValueError:  # a card number as a JSON number, masked, is not JSON any more
+            text_data = None
+        if text_data is not None and mask(text_data, MaskReport()) == text_data:
+            return masked
     try:
         data = json.loads(original)
     except ValueError:
@@ -114,13 +121,6 @@ def _mask_json_document(original: str, masked: str, name: str, masker: Masker, r
     masked_data = mask(data, fresh)
     if masked_data == data:  # (a value masked by its key's name that is masked already, e.g. "***")
         return masked
-    if masked is not original:
-        try:
-            text_data = json.loads(masked)
-        except ValueError:  # a card number as a JSON number, masked, is not JSON any more
-            text_data = None
-        if text_data is not None and mask(text_data, MaskReport()) == text_data:
-            return masked
     if notebook and isinstance(masked_data, dict):
         out = json.dumps(masked_data, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
     else:

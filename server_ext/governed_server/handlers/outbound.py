@@ -171,6 +171,9 @@ def _plain_json(data: Any) -> Any:
 class ContentsMixin(OutboundMixin):
     """Handlers that read through the contents manager get :class:`GuardedContents`."""
 
+    notebook_nodes: ClassVar[bool] = False
+    """Hand masked notebooks back as nbformat's NotebookNode (nbconvert needs them)."""
+
     @property
     def contents_manager(self) -> Any:
         return GuardedContents(self.settings["contents_manager"], self)
@@ -191,7 +194,7 @@ class ContentsMixin(OutboundMixin):
             return model
         guard.ledger.forget(self.outbound_user, path)  # this user now holds a masked copy
         self.record_masked(path, report)
-        if masked.get("type") == "notebook":  # nbconvert's exporters read attributes
+        if self.notebook_nodes and masked.get("type") == "notebook":  # exporters read attributes
             masked = {**masked, "content": nbformat.from_dict(masked["content"])}  # type: ignore[no-untyped-call]
         return masked
 
@@ -277,6 +280,7 @@ class GuardedNbconvertFileHandler(MaskedOutputMixin, ContentsMixin, NbconvertFil
     """``/nbconvert/<format>/<path>``: the notebook masked before conversion, the output after."""
 
     outbound_route = "nbconvert"
+    notebook_nodes = True
 
     @web.authenticated
     @authorized
@@ -364,7 +368,8 @@ class MaskedStaticMixin(OutboundMixin):
         try:
             absolute = self.get_absolute_path(self.root, self.parse_url_path(url_path))  # type: ignore[attr-defined]
             guard = self.outbound
-            await run_sync(lambda: guard.masked_file(absolute))
+            if guard.cached_file(absolute) is None:
+                await run_sync(lambda: guard.masked_file(absolute))
         except Exception:
             return
 
@@ -378,7 +383,11 @@ class MaskedStaticMixin(OutboundMixin):
             detail.append(f"range {self.request.headers['Range'][:40]}")
         if self.get_argument("download", None):  # type: ignore[attr-defined]
             detail.append("download")
-        self.record_masked(self.path, served.report, ", ".join(detail))
+        # A viewer's ranges and revalidations of one masked file are one record (per minute).
+        if self.outbound.first_time(
+            (self.outbound_user, self.outbound_route, self.path, served.etag, *detail)
+        ):
+            self.record_masked(self.path, served.report, ", ".join(detail))
 
 
 class GuardedFileHandler(MaskedStaticMixin, AuthenticatedFileHandler):  # type: ignore[misc]
