@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import os
 import socket
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from sqlalchemy.engine import make_url
 from tornado.ioloop import PeriodicCallback
-from traitlets import Bool, CaselessStrEnum, Dict, Float, List, Unicode, default
+from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, List, Unicode, default
 
 from governed_kernel import KERNEL_NAME
 from governed_kernel._version import __version__
@@ -23,13 +25,16 @@ from governed_server import EXTENSION_NAME, ids
 from governed_server.credentials import SERVICE_URL_ENV, TOKEN_ENV, USER_ENV
 from governed_server.guard import GuardedKernelConnection
 from governed_server.handlers import API_PREFIX, default_handlers
+from governed_server.handlers.outbound import guard_routes, guarded_classes
 from governed_server.handlers.own_kernels import ownership_handlers
 from governed_server.inbound_gate import InboundRegistry
 from governed_server.kernel_jail import JAIL_MODES, JailSettings, KernelJail, ServerPaths
 from governed_server.offload import offload
+from governed_server.outbound import DEFAULT_CACHE_MB, DEFAULT_MAX_FILE_MB, MIB, OutboundGuard
 from governed_server.ownership import KernelOwners
 from governed_server.paths import default_db_url, default_store_dir
 from governed_server.process_guard import make_undumpable
+from governed_server.routes import classify, refusal
 from governed_server.service import GovernanceService, ServiceSettings
 
 EXPIRY_CHECK_MS = 5_000
@@ -119,6 +124,41 @@ class GovernedServerApp(ExtensionApp):
         ),
     ).tag(config=True)
 
+    guard_file_routes = Bool(
+        True,
+        help=(
+            "The outbound guard: mask card numbers in file content on every route that serves it (the "
+            "contents API, /files/, nbconvert, kernelspec resources, JupyterLab workspaces and settings), "
+            "refuse saves over card numbers the client only saw masked, and, in enforce mode, refuse to "
+            "start when another route serves files. False turns all of that off (a logged, explicit risk)."
+        ),
+    ).tag(config=True)
+
+    accept_unguarded_routes = List(
+        Unicode(),
+        help=(
+            "Routes that serve file content without the outbound guard, accepted explicitly so that an "
+            "enforce-mode server starts anyway: each a route pattern as the start-up error prints it "
+            "(with or without the base URL) or a handler class name ('package.module.Class'). What "
+            "those routes serve is NOT masked."
+        ),
+    ).tag(config=True)
+
+    outbound_max_file_mb = Int(
+        DEFAULT_MAX_FILE_MB,
+        min=1,
+        help=(
+            "Largest file (MiB) that file routes mask and serve; a larger one is refused (413) rather "
+            "than served unmasked. Masking holds the file and its masked copy in memory."
+        ),
+    ).tag(config=True)
+
+    outbound_cache_mb = Int(
+        DEFAULT_CACHE_MB,
+        min=0,
+        help="Memory (MiB) for masked files kept between requests (ranges, revalidation); 0: none.",
+    ).tag(config=True)
+
     approval_wait_seconds = Float(
         25.0, help="Longest single long-poll of a kernel waiting for a decision."
     ).tag(config=True)
@@ -190,6 +230,7 @@ class GovernedServerApp(ExtensionApp):
     kernel_jail: KernelJail | None = None
     unavailable_reason: str = ""
     guard_masker: Masker | None = None
+    outbound_guard: OutboundGuard | None = None
     kernel_owners: KernelOwners | None = None
     _background: set[asyncio.Task[None]]
     inbound: InboundRegistry
@@ -242,6 +283,7 @@ class GovernedServerApp(ExtensionApp):
         self.inbound = InboundRegistry(kernel_gone=self._kernel_gone)
         self.inbound.install(serverapp.kernel_manager)
         self.install_guard()
+        self.install_outbound()
 
     def install_ownership(self) -> None:
         """Each person works in the kernels they started, unless the policy shares kernels."""
@@ -267,6 +309,77 @@ class GovernedServerApp(ExtensionApp):
             return
         self.settings["kernel_websocket_connection_class"] = GuardedKernelConnection
         self.guard_masker = self.service.masker if self.service is not None else Masker()
+
+    def install_outbound(self) -> None:
+        """Mask file content on every route that serves it (``handlers/outbound.py``).
+
+        jupyter_server's routes are in the table already; extensions loaded after this one add
+        theirs later, so the whole table is guarded and judged again by :meth:`check_routes`, which
+        runs first thing on the event loop: before the server binds its port.
+        """
+        serverapp = self.serverapp
+        assert serverapp is not None
+        if not self.guard_file_routes:
+            self.log.warning(
+                "governed_server: GovernedServerApp.guard_file_routes is False: file content is served "
+                "unmasked on every route (contents API, /files/, nbconvert...)"
+            )
+            return
+        masker = self.service.masker if self.service is not None else Masker()
+        self.outbound_guard = OutboundGuard(
+            masker, max_file_bytes=self.outbound_max_file_mb * MIB, cache_bytes=self.outbound_cache_mb * MIB
+        )
+        guard_routes(serverapp.web_app)
+        serverapp.io_loop.add_callback(self.check_routes)
+
+    def check_routes(self) -> list[str]:
+        """Guard and judge every route (all extensions loaded by now); in enforce mode an unguarded
+        route that serves files stops the server before it listens. Returns the unguarded patterns."""
+        serverapp = self.serverapp
+        assert serverapp is not None
+        routes = guard_routes(serverapp.web_app)
+        verdicts = classify(routes, guarded_classes(), self.accept_unguarded_routes, serverapp.base_url)
+        for verdict in verdicts:
+            if verdict.status == "accepted":
+                self.log.warning("governed_server: route %s (%s) serves %s UNMASKED: accepted by "
+                                 "GovernedServerApp.accept_unguarded_routes", verdict.route.pattern,
+                                 verdict.route.handler_name, verdict.why)  # fmt: skip
+        unguarded = [v for v in verdicts if v.status == "unguarded"]
+        counts = Counter(v.status for v in verdicts)
+        self.log.info("governed_server outbound guard: %d file route(s) masked, %d asset route(s) allowed, "
+                      "%d unguarded", counts["guarded"], counts["asset"], len(unguarded))  # fmt: skip
+        if not unguarded:
+            return []
+        # Without a policy the mode is unknown: fail closed, as enforce.
+        mode = self.service.policy.mode if self.service is not None else "enforce"
+        message = refusal(unguarded, mode)
+        if mode != "enforce":
+            warning = message.replace("refusing to start", "warning")
+            self.log.warning("%s\n(observe mode: starting anyway)", warning)
+            return [v.route.pattern for v in unguarded]
+        self.log.critical(message)
+        self.refuse_to_start()
+        return [v.route.pattern for v in unguarded]
+
+    def refuse_to_start(self) -> None:
+        """Stop before the port is bound: no request is ever served. Exit status 1."""
+        serverapp = self.serverapp
+        assert serverapp is not None
+        for cleanup in ("remove_server_info_file", "remove_browser_open_files"):
+            with contextlib.suppress(Exception):  # nothing written yet (e.g. an embedded server)
+                getattr(serverapp, cleanup)()
+        raise SystemExit(1)
+
+    def record_outbound_event(
+        self, user: str, route: str, path: str, kinds: dict[str, int], *, refused: bool = False
+    ) -> None:
+        """File content left masked (or a save was refused): the audit log says who, where, what kind."""
+        if self.service is None:
+            return
+        try:
+            self.service.record_outbound_event(user, route, path, kinds, refused=refused)
+        except Exception:
+            self.log.exception("governed_server: could not record the outbound guard event for %s", path)
 
     def record_guard_event(self, kernel_id: str, msg_type: str, kinds: dict[str, int]) -> None:
         """The guard had to mask a kernel's message: the kernel's own masking was bypassed."""

@@ -237,10 +237,25 @@ def prepare_notebooks(demo_dir: Path, *, fresh: bool = False) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / DEMO_NOTEBOOK_NAME
     source = demo_notebook_source()
+    if source.is_file() and target.exists() and not fresh and _holds_card_numbers(target):
+        # A copy made by an older demo, which stored its test card numbers: the server would serve
+        # it masked and read-only. Kept aside (it is the user's), replaced by the current one.
+        aside = target.with_name(target.name + ".card-numbers.bak")
+        target.replace(aside)
+        print(f"demo: {target.name} held card numbers (an older demo's copy); moved to {aside.name}")
     if source.is_file() and (fresh or not target.exists()):
         shutil.copyfile(source, target)
         NotebookNotary().sign(nbformat.read(target, as_version=4))  # type: ignore[no-untyped-call]
     return folder
+
+
+def _holds_card_numbers(path: Path) -> bool:
+    from governed_kernel.masking import Masker, mask_file_bytes
+
+    try:
+        return mask_file_bytes(path.read_bytes(), path.name, Masker())[1].total > 0
+    except (OSError, ValueError):
+        return False
 
 
 def person_url(base: str, path: str, token: str) -> str:

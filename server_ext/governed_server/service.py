@@ -212,6 +212,32 @@ class GovernanceService:
             ]
         )
 
+    def record_outbound_event(
+        self, user: str, route: str, path: str, kinds: dict[str, int], *, refused: bool = False
+    ) -> None:
+        """Audit file content that a route served masked, or a save refused over card numbers.
+
+        ``path`` is masked already (a file name can hold a card number); no digits are stored.
+        """
+        meaning = (
+            "a save over a file holding card numbers that the client only saw masked was refused"
+            if refused
+            else "file content was served with its card numbers masked"
+        )
+        self.audit.append(
+            [
+                AuditEvent(
+                    event_type="guard.save_refused" if refused else "guard.masked",
+                    user=user,
+                    outcome="failure" if refused else "success",
+                    server=self.settings.server_id,
+                    notebook=path if path.endswith(".ipynb") else "",
+                    masking=kinds,
+                    details={"route": route, "path": path, "meaning": meaning},
+                )
+            ]
+        )
+
     def ingest_kernel_audit(
         self, kernel: KernelPrincipal, records: list[dict[str, Any]], client_addr: str
     ) -> list[StoredRecord]:

@@ -10,16 +10,21 @@ Pure Python, no Jupyter imports; pandas is imported only when a pandas object is
 - :func:`mask_for_display`, :func:`display_bundle` — pandas DataFrame/Series/Index/Styler, masked
   before formatting and only where rows render.
 - :class:`StreamMasker` — stdout/stderr pieces, with a bounded hold-back for PANs split across writes.
+- :func:`mask_notebook` — a whole notebook (sources, outputs, attachments, metadata);
+  :func:`mask_file_bytes` / :func:`mask_file_text` — a whole file as the server serves it (UTF-8,
+  UTF-16/32, NUL-interleaved digits, JSON escapes; see ``files``).
 - :class:`MaskReport` — counts by kind and brand for the audit log; :class:`MaskingError` — masking
   failed, drop the output (fail closed).
 """
 
 from governed_kernel.masking.cards import DEFAULT_BRANDS, Brand, BrandTable, luhn_valid
 from governed_kernel.masking.config import MaskingConfig
+from governed_kernel.masking.files import mask_file_bytes, mask_file_text
 from governed_kernel.masking.frames import display_bundle, is_pandas_display, mask_for_display
 from governed_kernel.masking.html import mask_html
 from governed_kernel.masking.jsonmask import mask_json, needs_masking
 from governed_kernel.masking.mime import mask_bundle
+from governed_kernel.masking.notebook import mask_notebook, notebook_needs_masking
 from governed_kernel.masking.report import MaskReport
 from governed_kernel.masking.scanner import Finding
 from governed_kernel.masking.stream import StreamMasker
@@ -40,9 +45,13 @@ __all__ = [
     "is_pandas_display",
     "luhn_valid",
     "mask_bundle",
+    "mask_file_bytes",
+    "mask_file_text",
     "mask_for_display",
     "mask_html",
     "mask_json",
+    "mask_notebook",
     "mask_text",
     "needs_masking",
+    "notebook_needs_masking",
 ]

@@ -54,7 +54,8 @@ def _collect(value: Any, masker: Masker, texts: list[str], depth: int, by_name: 
     Written for speed (it runs on every audit record): exact types first, leaves inline.
     """
     kind = type(value)
-    if kind is dict:
+    # Exact types first (the hot path); dict subclasses (nbformat's NotebookNode) are dicts too.
+    if kind is dict or (kind is not list and kind is not tuple and isinstance(value, dict)):
         if depth >= MAX_DEPTH:
             return False
         rule = masker.config.column_rule

@@ -87,6 +87,8 @@ class Masker:
         self._reveal = [reveal_counts(self.config.reveal, n) for n in range(MAX_PAN + 1)]
         self._reveal_lead = self.config.reveal == "bin6"
         self._reveal_mode = {"none": 0, "last4": 1, "bin6": 2}[self.config.reveal]
+        self._most_shown = {"none": 0, "last4": 4, "bin6": 10}[self.config.reveal]
+        """Most digits a masked PAN shows (PCI DSS 3.4.1: at most the BIN and the last four)."""
 
     # -- finding ---------------------------------------------------------------------------------
     def find(self, text: str, prefilter: bool | None = None) -> list[Finding]:
@@ -238,7 +240,9 @@ class Masker:
                 count = sum(map(value.count, "0123456789"))
             else:  # wide digits count, entity digits do not (as in ``render``)
                 count = sum(1 for m in _DIGIT_OR_ENTITY.finditer(value) if m[0][0] != "&")
-            if not count:
+            if not count or (self._char in value and count <= self._most_shown):
+                # No digits, or masked already (``************1111``): masking again would hide the
+                # revealed digits too, so a masked value would never be a fixed point.
                 return value
             lead, trail = (
                 self._reveal[count] if count <= MAX_PAN else reveal_counts(self.config.reveal, count)
