@@ -63,7 +63,7 @@ def start_server(root: Path, guard: bool) -> tuple[subprocess.Popen[bytes], str]
         "GovernedServerApp": {
             "policy_path": str(policy), "db_url": f"sqlite:///{root / 'store.sqlite'}",
             "checkpoint_dir": str(root / "checkpoints"), "signing_key_path": str(root / "key.pem"),
-            "guard_websocket": guard,
+            "guard_websocket": guard, "allow_ungoverned_kernels": True,
         },
     }  # fmt: skip
     (root / "config.json").write_text(json.dumps(config))

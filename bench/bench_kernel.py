@@ -24,6 +24,7 @@ import argparse
 import compileall
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -103,6 +104,11 @@ def main() -> None:
     parser.add_argument(
         "--with-batch", type=int, metavar="N", help="also run it with end records in batches of up to N"
     )
+    parser.add_argument(
+        "--with-guard",
+        action="store_true",
+        help="then measure the server's inbound guard per cell over the websocket (bench_inbound.py)",
+    )
     args = parser.parse_args()
     cells = cheap_cells(args.cells)
     compile_sources()
@@ -160,6 +166,10 @@ def main() -> None:
         f"{min(ratios):.2f}-{max(ratios):.2f}; target <= 1.3, aim 1.1)"
     )
     print(f"  governance overhead per cell: p50 {overhead50 * 1000:.2f} ms, p99 {overhead99 * 1000:.2f} ms")
+    if args.with_guard:
+        inbound = Path(__file__).with_name("bench_inbound.py")
+        command = [sys.executable, str(inbound), "--cells", str(args.cells), "--repeat", str(args.repeat)]
+        subprocess.run(command, check=True)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from governed_kernel.masking import MaskReport
+from governed_kernel.masking import Masker, MaskReport
 
 DEFAULT_TEXT_CAP = 64 * 1024
 """Bytes of masked output text kept per cell for the audit record (size and hash cover all of it)."""
@@ -59,8 +59,11 @@ class _Cell:
 class OutputLedger:
     """Per-cell record of masked outputs, keyed by the execute request's ``msg_id``."""
 
-    def __init__(self, text_cap: int = DEFAULT_TEXT_CAP) -> None:
+    def __init__(self, text_cap: int = DEFAULT_TEXT_CAP, masker: Callable[[], Masker] | None = None) -> None:
         self.text_cap = text_cap
+        self._masker = masker
+        """The text is masked again as a whole when the cell ends: messages masked one by one can
+        still join into a PAN in the record (a stream piece followed by a display's text)."""
         self._cells: dict[str, _Cell] = {}
         self._current: str | None = None
         self._lock = threading.Lock()
@@ -93,6 +96,8 @@ class OutputLedger:
             if self._current == msg_id:
                 self._current = None
         data = "".join(cell.text).encode()[: self.text_cap].decode(errors="ignore")
+        if self._masker is not None and data:
+            data = self._masker().mask_text(data, cell.report)[0]
         return CellOutputs(
             text=data,
             size=cell.size,
@@ -126,6 +131,14 @@ class OutputLedger:
             if cell.text_bytes < self.text_cap:
                 cell.text.append(text)
                 cell.text_bytes += len(encoded)
+
+    def retracted(self, msg_id: str | None) -> None:
+        """The client's outputs of ``msg_id`` were cleared and sent again: the record's text starts
+        over with them (its size and hash still cover everything that left)."""
+        with self._lock:
+            cell = self._cells.get(msg_id or "")
+            if cell is not None:
+                cell.text, cell.text_bytes = [], 0
 
     def add_report(self, report: MaskReport, msg_id: str | None = None) -> None:
         """Merge what was masked (by the stream, display or Session masking) into a cell."""

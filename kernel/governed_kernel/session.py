@@ -33,6 +33,7 @@ from governed_kernel.masking import (
     mask_json,
     needs_masking,
 )
+from governed_kernel.masking.output_area import OUTPUT_TYPES, OutputAreas, Retraction
 from governed_kernel.masking_ledger import DEFAULT_TEXT_CAP, OutputLedger
 
 if TYPE_CHECKING:
@@ -70,7 +71,8 @@ class MaskingSession(Session):
         self._policy_path: Path | None = None
         self.masking_problem: str | None = None
         """Why the policy's masking settings could not be used (the defaults are used instead)."""
-        self.ledger = OutputLedger(self.ledger_text_cap)
+        self.ledger = OutputLedger(self.ledger_text_cap, masker=lambda: self.masker)
+        self._areas: OutputAreas | None = None
 
     # -- configuration ----------------------------------------------------------------------------
     @property
@@ -82,9 +84,20 @@ class MaskingSession(Session):
                     self._masker = self._build_masker()
         return self._masker
 
+    @property
+    def areas(self) -> OutputAreas:
+        """Each recent cell's outputs as the client joins them (retraction of PANs split over
+        stream messages: :mod:`governed_kernel.masking.output_area`)."""
+        if self._areas is None:
+            with self._masker_lock:
+                if self._areas is None:
+                    self._areas = OutputAreas(self.masker)
+        return self._areas
+
     def configure_masking(self, masking: Mapping[str, Any]) -> None:
         """Use a loaded policy's ``masking`` section (raises ``ValueError``/``MaskingError``)."""
         self._masker = checked_masker(masking)
+        self._areas = None
         self.masking_problem = None
 
     def loaded_policy(self, path: Path) -> Policy | None:
@@ -151,6 +164,44 @@ class MaskingSession(Session):
         return self._deliver(stream, dict(msg, metadata={}, buffers=[]), ident, False)
 
     def _deliver(self, stream: Any, safe: dict[str, Any], ident: Any, track: bool) -> dict[str, Any] | None:
+        msg_type = safe["header"]["msg_type"]
+        if msg_type not in OUTPUT_TYPES and msg_type != "status":
+            return self._send_recorded(stream, safe, ident, track)
+        parent_id = str((safe.get("parent_header") or {}).get("msg_id") or "")
+        areas = self.areas
+        with areas.lock:
+            retraction = areas.observe(parent_id, msg_type, safe["content"], safe.get("metadata"))
+            if retraction is None:
+                return self._send_recorded(stream, safe, ident, track)
+            return self._retract(stream, safe, retraction)
+
+    def _retract(
+        self, stream: Any, completing: dict[str, Any], retraction: Retraction
+    ) -> dict[str, Any] | None:
+        """Send ``clear_output(wait=True)`` and the cell's outputs again, masked as the client joins
+        them, instead of the stream message that completed a PAN (its text is in them)."""
+        parent = completing.get("parent_header") or {}
+        parent_id = parent.get("msg_id")
+        self.ledger.retracted(parent_id)
+        self.ledger.add_report(retraction.report, parent_id)
+        get_logger().warning("Retracted a card number completed across stream messages (%d outputs re-sent)",
+                             len(retraction.outputs))  # fmt: skip
+        self._send_recorded(
+            stream, self.msg("clear_output", {"wait": True}, parent=parent), b"clear_output", False
+        )
+        if retraction.notice:
+            notice = self.msg("stream", {"name": "stderr", "text": retraction.notice}, parent=parent)
+            self._send_recorded(stream, notice, b"stream.stderr", False)
+        sent = None
+        for output in retraction.outputs:
+            msg = self.msg(output.msg_type, output.content, parent=parent, metadata=output.metadata)
+            topic = f"stream.{output.content.get('name')}" if output.msg_type == "stream" else output.msg_type
+            sent = self._send_recorded(stream, msg, topic.encode(), False)
+        return sent
+
+    def _send_recorded(
+        self, stream: Any, safe: dict[str, Any], ident: Any, track: bool
+    ) -> dict[str, Any] | None:
         parent_id = (safe.get("parent_header") or {}).get("msg_id")
         if parent_id is not None and self.ledger.recording(parent_id):
             self.ledger.record_message(safe["header"]["msg_type"], safe["content"], parent_id)

@@ -27,6 +27,13 @@ from governed_server.guard import GuardedKernelConnection
 from governed_server.handlers import API_PREFIX, default_handlers
 from governed_server.handlers.outbound import guard_routes, guarded_classes
 from governed_server.handlers.own_kernels import ownership_handlers
+from governed_server.hardening import (
+    Hardening,
+    refuse_gateway_kernels,
+    refuse_terminals,
+    restrict_kernels,
+    terminals_on,
+)
 from governed_server.inbound_gate import InboundRegistry
 from governed_server.kernel_jail import JAIL_MODES, JailSettings, KernelJail, ServerPaths
 from governed_server.offload import offload
@@ -112,6 +119,32 @@ class GovernedServerApp(ExtensionApp):
         help=(
             "Mask every kernel message again in the server, on its way to the browser (the data-path "
             "guard), unless ServerApp.kernel_websocket_connection_class is configured to another class."
+        ),
+    ).tag(config=True)
+
+    allow_ungoverned_kernels = Bool(
+        False,
+        help=(
+            "Offer other installed kernels (python3...) beside governed-python. Off: only the governed "
+            "kernel can be started. On: those kernels run with no policy, in-kernel masking or record "
+            "of their own (the server still records and masks their websocket traffic); reported as "
+            "weakened by health and `jupyter governance info`."
+        ),
+    ).tag(config=True)
+
+    allow_terminals = Bool(
+        False,
+        help=(
+            "Allow terminals (a shell with no policy, masking or record). Off: every terminal route "
+            "answers 403, even if ServerApp.terminals_enabled is set. Reported as weakened."
+        ),
+    ).tag(config=True)
+
+    allow_gateway = Bool(
+        False,
+        help=(
+            "Start kernels in gateway mode (GatewayClient.url): their traffic bypasses this server's "
+            "guards. Off: a gateway-mode server starts no kernel. Reported as weakened."
         ),
     ).tag(config=True)
 
@@ -284,6 +317,61 @@ class GovernedServerApp(ExtensionApp):
         self.inbound.install(serverapp.kernel_manager)
         self.install_guard()
         self.install_outbound()
+        self.harden()
+
+    def harden(self) -> None:
+        """The hardened defaults (``hardening``), relaxed only by explicit settings."""
+        serverapp = self.serverapp
+        assert serverapp is not None
+        self.hardening = Hardening()
+        restrict_kernels(
+            serverapp.kernel_spec_manager, self.hardening, allow_ungoverned=self.allow_ungoverned_kernels
+        )
+        if not self.guard_websocket:
+            self.hardening.note(
+                "websocket_guard", "off",
+                weak="kernel websockets are not guarded (GovernedServerApp.guard_websocket is False)",
+            )  # fmt: skip
+        else:
+            self.hardening.note("websocket_guard", "on")
+        if not self.guard_file_routes:
+            self.hardening.note(
+                "file_routes",
+                "unmasked",
+                weak="file routes serve unmasked (GovernedServerApp.guard_file_routes)",
+            )
+        if serverapp.gateway_config.gateway_enabled:
+            if self.allow_gateway:
+                self.hardening.note("gateway", "on", weak="gateway kernels bypass this server's guards")
+            else:
+                refuse_gateway_kernels(serverapp.kernel_manager)
+                self.hardening.note("gateway", "kernels refused")
+        serverapp.io_loop.add_callback(self.check_terminals)
+
+    def check_terminals(self) -> None:
+        """Once every extension has added its routes: terminals refused unless allowed."""
+        serverapp = self.serverapp
+        assert serverapp is not None
+        if not terminals_on(serverapp):
+            self.hardening.note("terminals", "off")
+        elif self.allow_terminals:
+            self.hardening.note(
+                "terminals", "on", weak="terminals are allowed (GovernedServerApp.allow_terminals)"
+            )
+        else:
+            refused = refuse_terminals(serverapp.web_app)
+            self.hardening.note("terminals", f"refused ({refused} routes answer 403)")
+
+    def hardening_report(self) -> dict[str, Any]:
+        """For health: what is in effect and what weakens it (the jail's weakness included)."""
+        hardening = getattr(self, "hardening", None) or Hardening()
+        weakened = list(hardening.weakened)
+        jail = self.jail_report()
+        if jail.get("jail_kernels") == "unjailed":
+            weakened.append(
+                "governed kernels run without the jail (GovernedServerApp.allow_unjailed_kernels)"
+            )
+        return {"hardening": dict(hardening.state), "weakened": weakened}
 
     def install_ownership(self) -> None:
         """Each person works in the kernels they started, unless the policy shares kernels."""
@@ -304,9 +392,10 @@ class GovernedServerApp(ExtensionApp):
         # self.settings is copied over the server's settings after initialize_settings.
         current = self.settings.get("kernel_websocket_connection_class")
         if current is not None and current is not ZMQChannelsWebsocketConnection:
-            self.log.warning("governed_server: %s is configured as the kernel websocket class; "
-                             "the data-path guard is not installed", current)  # fmt: skip
-            return
+            # Not an explicit relaxation (that is guard_websocket=False): the guard goes in anyway.
+            self.log.warning("governed_server: %s is configured as the kernel websocket class; it is "
+                             "replaced by the guarded one (set GovernedServerApp.guard_websocket=False "
+                             "to keep it, unguarded)", current)  # fmt: skip
         self.settings["kernel_websocket_connection_class"] = GuardedKernelConnection
         self.guard_masker = self.service.masker if self.service is not None else Masker()
 

@@ -26,6 +26,7 @@ from jupyter_server.services.kernels.connection.base import serialize_msg_to_ws_
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 
 from governed_kernel.masking import Masker, MaskingError, MaskReport
+from governed_kernel.masking.output_area import OutputAreas, Retraction
 from governed_kernel.session import mask_content
 from governed_server.inbound import PROTOCOL_V1
 from governed_server.inbound_gate import InboundGate
@@ -39,6 +40,7 @@ class GuardedKernelConnection(ZMQChannelsWebsocketConnection):
     inbound gate and masking every outgoing one."""
 
     gate: InboundGate | None = None
+    areas: OutputAreas | None = None
 
     async def prepare(self) -> None:
         await super().prepare()  # type: ignore[no-untyped-call]
@@ -56,6 +58,7 @@ class GuardedKernelConnection(ZMQChannelsWebsocketConnection):
             write=self._write_to_client,
             client_addr=str(handler.request.remote_ip or ""),
         )
+        self.areas = OutputAreas(self._masker())
         await app.inbound.learn_notebook(self.gate.kernel, handler)
 
     def handle_incoming_message(self, incoming_msg: Any) -> None:
@@ -115,6 +118,12 @@ class GuardedKernelConnection(ZMQChannelsWebsocketConnection):
             log.error("governed_server guard: dropped a message of kernel %s that could not be masked (%s)",
                       self.kernel_id, type(error).__name__)  # fmt: skip
             return
+        if getattr(stream, "channel", None) == "iopub" and self.areas is not None:
+            retraction = self._observe(masked)
+            if retraction is not None:
+                self._record_bypass(msg, retraction.report)
+                self._retract(masked, retraction)
+                return
         if report.total == 0:
             super().handle_outgoing_message(stream, outgoing_msg)
             return
@@ -127,6 +136,28 @@ class GuardedKernelConnection(ZMQChannelsWebsocketConnection):
         ]
         signed = [DELIMITER, self.session.sign(packed), *packed, *masked["buffers"]]
         super().handle_outgoing_message(stream, signed)
+
+    def _observe(self, masked: dict[str, Any]) -> Retraction | None:
+        """The client's view of the cell's outputs after this message: a retraction when the kernel
+        let a card number through in pieces (its own carry-over was bypassed)."""
+        assert self.areas is not None
+        parent_id = str((masked.get("parent_header") or {}).get("msg_id") or "")
+        msg_type = str(masked["header"].get("msg_type", ""))
+        return self.areas.observe(parent_id, msg_type, masked.get("content") or {}, masked.get("metadata"))
+
+    def _retract(self, completing: dict[str, Any], retraction: Retraction) -> None:
+        """Clear the client's output area (``wait``) and send the cell's outputs again, masked as
+        the client joins them, instead of the message that completed the PAN."""
+        parent = completing.get("parent_header") or {}
+        log.warning("governed_server guard: kernel %s sent a card number in pieces; the client's outputs "
+                    "were retracted and sent again masked", self.kernel_id)  # fmt: skip
+        self._write_to_client("iopub", self.session.msg("clear_output", {"wait": True}, parent=parent))
+        if retraction.notice:
+            notice = {"name": "stderr", "text": retraction.notice}
+            self._write_to_client("iopub", self.session.msg("stream", notice, parent=parent))
+        for output in retraction.outputs:
+            msg = self.session.msg(output.msg_type, output.content, parent=parent, metadata=output.metadata)
+            self._write_to_client("iopub", msg)
 
     def _unpack(self, parts: list[Any]) -> dict[str, Any]:
         """Read a message without consuming its signature (jupyter_server checks it again after us)."""

@@ -46,6 +46,7 @@ from governed_server.inbound import (
     with_governed_metadata,
 )
 from governed_server.offload import offload
+from governed_server.patching import original
 
 if TYPE_CHECKING:
     from governed_server.app import GovernedServerApp
@@ -115,7 +116,8 @@ class InboundRegistry:
     def install(self, kernel_manager: Any) -> None:
         """Wrap ``interrupt_kernel`` and ``restart_kernel``: an interrupt also cancels what the server
         holds for the kernel; a restart also forgets what its cells bound."""
-        interrupt, restart = kernel_manager.interrupt_kernel, kernel_manager.restart_kernel
+        interrupt = original(kernel_manager, "interrupt_kernel")
+        restart = original(kernel_manager, "restart_kernel")
         if getattr(interrupt, "releases_holds", False):
             return
 

@@ -20,6 +20,8 @@ from typing import Any
 from jupyter_server.base.call_context import CallContext
 from tornado import web
 
+from governed_server.patching import original
+
 SERVER_OWNER = "token:server"
 """The principal of whoever holds the server's own token (and of kernels started without a request)."""
 
@@ -93,11 +95,11 @@ class KernelOwners:
         if getattr(kernel_manager, "kernel_owners", None) is self:
             return
         kernel_manager.kernel_owners = self
-        km_start, km_list = kernel_manager.start_kernel, kernel_manager.list_kernels
-        sm_list, sm_get, sm_exists = (
-            session_manager.list_sessions, session_manager.get_session, session_manager.session_exists
-        )  # fmt: skip
-        sm_create, sm_update = session_manager.create_session, session_manager.update_session
+        km_start, km_list = original(kernel_manager, "start_kernel"), original(kernel_manager, "list_kernels")
+        sm_list, sm_get = original(session_manager, "list_sessions"), original(session_manager, "get_session")
+        sm_exists = original(session_manager, "session_exists")
+        sm_create = original(session_manager, "create_session")
+        sm_update = original(session_manager, "update_session")
 
         async def start_kernel(*args: Any, **kwargs: Any) -> str:
             self.check(kwargs.get("kernel_id"))  # attaching to a running kernel by id
@@ -145,7 +147,7 @@ class KernelOwners:
         kernel_manager.start_kernel = start_kernel
         kernel_manager.list_kernels = list_kernels
         for name in ("shutdown_kernel", "interrupt_kernel", "restart_kernel"):
-            setattr(kernel_manager, name, checked(getattr(kernel_manager, name)))
+            setattr(kernel_manager, name, checked(original(kernel_manager, name)))
         session_manager.list_sessions = list_sessions
         session_manager.get_session = get_session
         session_manager.session_exists = session_exists

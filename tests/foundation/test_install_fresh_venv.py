@@ -88,6 +88,11 @@ def test_one_distribution_ships_both_packages_policies_and_labextension(fresh_en
     assert "share/jupyter/labextensions/@governed-kernel/labextension/static/remoteEntry." in files
 
 
+def test_the_installed_server_config_turns_terminals_off(fresh_env: FreshEnv) -> None:
+    config = fresh_env.root / "etc" / "jupyter" / "jupyter_server_config.d" / "governed_server.json"
+    assert json.loads(config.read_text())["ServerApp"]["terminals_enabled"] is False
+
+
 def test_kernelspec_is_listed(fresh_env: FreshEnv) -> None:
     specs = json.loads(fresh_env.run("jupyter", "kernelspec", "list", "--json").stdout)["kernelspecs"]
     assert KERNEL_NAME in specs

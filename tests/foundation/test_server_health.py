@@ -71,3 +71,26 @@ def test_redact_db_url_hides_passwords() -> None:
     )
     assert redact_db_url("postgresql://gov@db/gov") == "postgresql://gov@db/gov"
     assert redact_db_url("sqlite:////tmp/x.sqlite") == "sqlite:////tmp/x.sqlite"
+
+
+async def test_health_says_when_the_store_is_locked(jp_fetch: Any, jp_serverapp: Any) -> None:
+    """A process (a cell, where the jail is not in place) holding the SQLite store's write lock stops
+    every cell's start record: health must say so, not "ok"."""
+    import sqlite3
+
+    from governed_server.store.engine import sqlite_path
+
+    service = jp_serverapp.web_app.settings["governed_server"].service
+    path = sqlite_path(service.store.engine.url)
+    assert path is not None
+    blocker = sqlite3.connect(path, timeout=0.1)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        body = json.loads((await jp_fetch("governance", "api", "health")).body)
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert body["status"] == "degraded" and body["store_state"]["state"] == "locked", body
+    assert "locked" in body["problem"]
+    after = json.loads((await jp_fetch("governance", "api", "health")).body)
+    assert after["status"] == "ok" and after["store_state"]["state"] == "ok"

@@ -66,6 +66,7 @@ def jp_server_config(
             "db_url": f"sqlite:///{server_paths['store']}",
             "checkpoint_dir": str(server_paths["checkpoints"]),
             "signing_key_path": str(server_paths["key"]),
+            "allow_ungoverned_kernels": True,  # the echo kernel: a second, unjailed kernel to compare
             **jail_settings,
         },
     }

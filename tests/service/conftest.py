@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from service_helpers import TOKENS, Api, write_policy  # type: ignore[import-not-found]
 from tornado.httpclient import HTTPClientError
+from ws_client import KernelSocket  # type: ignore[import-not-found]
 
 from governed_server.identity_provider import NamedTokenIdentityProvider
 
@@ -35,6 +36,8 @@ def jp_server_config(tmp_path: Path, db_url: str, approval_settings: dict[str, A
             "checkpoint_dir": str(tmp_path / "checkpoints"),
             "signing_key_path": str(tmp_path / "keys" / "audit.pem"),
             "groups": {"approvers": ["carol"]},
+            # pytest-jupyter's echo kernel stands for a kernel that masks nothing (explicitly allowed).
+            "allow_ungoverned_kernels": True,
         },
     }
 
@@ -85,3 +88,42 @@ def api(jp_fetch: Any) -> Api:
         return response.code, json.loads(response.body or b"null")
 
     return call
+
+
+@pytest.fixture
+def governed_kernelspec(jp_data_dir: Any) -> None:
+    """Install the kernelspec into the test's isolated Jupyter data dir (as pip does into sys.prefix)."""
+    import shutil
+    from pathlib import Path
+
+    import governed_kernel
+
+    shutil.copytree(
+        Path(governed_kernel.__file__).parent / "kernelspec", jp_data_dir / "kernels" / "governed-python"
+    )
+
+
+@pytest.fixture
+def open_kernel(jp_fetch: Any, jp_ws_fetch: Any) -> Any:
+    """``await open_kernel(user, protocol, name="echo")`` → a ready KernelSocket on a new kernel of theirs."""
+    sockets: list[Any] = []
+
+    async def start(user: str, protocol: str | None, name: str = "echo") -> KernelSocket:
+        headers = {"Authorization": f"token {TOKENS[user]}"}
+        response = await jp_fetch(
+            "api", "kernels", method="POST", body=json.dumps({"name": name}), headers=headers
+        )
+        kernel_id = json.loads(response.body)["id"]
+        ws = await jp_ws_fetch(
+            "api", "kernels", kernel_id, "channels", headers=headers,
+            subprotocols=[protocol] if protocol else None,
+        )  # fmt: skip
+        sockets.append(ws)
+        socket = KernelSocket(ws, protocol)
+        socket.kernel_id = kernel_id
+        await socket.ready()
+        return socket
+
+    yield start
+    for ws in sockets:
+        ws.close()

@@ -31,32 +31,6 @@ def jp_server_config(jp_server_config: dict[str, Any]) -> dict[str, Any]:
     return jp_server_config
 
 
-@pytest.fixture
-def open_kernel(jp_fetch: Any, jp_ws_fetch: Any) -> Any:
-    """``await open_kernel(user, protocol, name="echo")`` → a ready KernelSocket on a new kernel of theirs."""
-    sockets: list[Any] = []
-
-    async def start(user: str, protocol: str | None, name: str = "echo") -> KernelSocket:
-        headers = {"Authorization": f"token {TOKENS[user]}"}
-        response = await jp_fetch(
-            "api", "kernels", method="POST", body=json.dumps({"name": name}), headers=headers
-        )
-        kernel_id = json.loads(response.body)["id"]
-        ws = await jp_ws_fetch(
-            "api", "kernels", kernel_id, "channels", headers=headers,
-            subprotocols=[protocol] if protocol else None,
-        )  # fmt: skip
-        sockets.append(ws)
-        socket = KernelSocket(ws, protocol)
-        socket.kernel_id = kernel_id
-        await socket.ready()
-        return socket
-
-    yield start
-    for ws in sockets:
-        ws.close()
-
-
 def msg_id_of(record: dict[str, Any]) -> str:
     return str(record["data"]["details"].get("msg_id", ""))
 
@@ -86,19 +60,6 @@ async def test_every_cell_is_recorded_by_the_server_as_its_sender_before_the_ker
     assert record["data"]["code"] == "print('hello')"
     assert record["origin"]["kernel_id"] == kernel.kernel_id
     assert record["data"]["details"]["decision"]["decision"] == "allow"
-
-
-@pytest.fixture
-def governed_kernelspec(jp_data_dir: Any) -> None:
-    """Install the kernelspec into the test's isolated Jupyter data dir (as pip does into sys.prefix)."""
-    import shutil
-    from pathlib import Path
-
-    import governed_kernel
-
-    shutil.copytree(
-        Path(governed_kernel.__file__).parent / "kernelspec", jp_data_dir / "kernels" / "governed-python"
-    )
 
 
 async def test_a_governed_kernel_runs_what_the_server_forwards(

@@ -16,6 +16,7 @@ from typing import Any
 
 from governed_kernel.masking.jsonmask import mask_json, needs_masking
 from governed_kernel.masking.mime import is_binary, mask_bundle
+from governed_kernel.masking.output_area import rendered
 from governed_kernel.masking.report import MaskReport
 from governed_kernel.masking.text import Masker, MaskingError, default_masker
 
@@ -51,7 +52,10 @@ def notebook_needs_masking(notebook: Mapping[str, Any], masker: Masker | None = 
     if needs_masking(notebook, masker, by_name=False):
         return True
     for cell in _list(notebook.get("cells")):
-        for output in _list(cell.get("outputs") if isinstance(cell, Mapping) else None):
+        outputs = _list(cell.get("outputs") if isinstance(cell, Mapping) else None)
+        if any(_run_holds_pan(run, masker) for run in _stream_runs(outputs)):
+            return True
+        for output in outputs:
             data = output.get("data") if isinstance(output, Mapping) else None
             if isinstance(data, Mapping):
                 for mime, value in data.items():
@@ -68,7 +72,9 @@ def _mask_cell(cell: Any, masker: Masker, report: MaskReport) -> Any:
         if key == "source":
             out[key] = _text(value, masker, report)
         elif key == "outputs" and isinstance(value, list):
-            out[key] = [_mask_output(output, masker, report) for output in value]
+            out[key] = _joined_streams(
+                [_mask_output(output, masker, report) for output in value], masker, report
+            )
         elif key == "attachments" and isinstance(value, Mapping):
             out[key] = {
                 _json(name, masker, report): _bundle(bundle, masker, report) for name, bundle in value.items()
@@ -110,6 +116,49 @@ def _text(value: Any, masker: Masker, report: MaskReport) -> Any:
         masked = masker.mask_text("".join(value), report)[0]
         return masked.splitlines(keepends=True)
     return _json(value, masker, report)
+
+
+def _stream_runs(outputs: list[Any]) -> list[list[Any]]:
+    """Runs of two or more consecutive stream outputs of one name: JupyterLab joins each run into
+    one output when it loads the notebook, so a card number split over them would show whole."""
+    runs: list[list[Any]] = []
+    run: list[Any] = []
+    for output in [*outputs, None]:
+        name = (
+            output.get("name")
+            if isinstance(output, Mapping) and output.get("output_type") == "stream"
+            else None
+        )
+        if run and name is not None and run[-1].get("name") == name:
+            run.append(output)
+            continue
+        if len(run) > 1:
+            runs.append(run)
+        run = [output] if name is not None else []
+    return runs
+
+
+def _stream_text(output: Mapping[str, Any]) -> str:
+    text = output.get("text", "")
+    return "".join(text) if isinstance(text, list) else str(text)
+
+
+def _run_holds_pan(run: list[Any], masker: Masker) -> bool:
+    joined = "".join(_stream_text(output) for output in run)
+    return bool(masker.find(joined) or masker.find(rendered(joined)))
+
+
+def _joined_streams(outputs: list[Any], masker: Masker, report: MaskReport) -> list[Any]:
+    """Outputs with each run of streams that holds a PAN only when joined replaced by one stream
+    output, masked as JupyterLab would show it (the others are left as they are)."""
+    for run in _stream_runs(outputs):
+        if not _run_holds_pan(run, masker):
+            continue
+        joined = rendered("".join(_stream_text(output) for output in run))
+        merged = {**run[0], "text": masker.mask_text(joined, report)[0].splitlines(keepends=True)}
+        first = next(i for i, output in enumerate(outputs) if output is run[0])
+        outputs = [*outputs[:first], merged, *outputs[first + len(run) :]]
+    return outputs
 
 
 def _json(value: Any, masker: Masker, report: MaskReport) -> Any:

@@ -20,7 +20,7 @@ TOKEN_ENVS = ("GOVERNED_API_TOKEN", "JUPYTER_TOKEN")
 HEALTH_PATH = "governance/api/health"
 SERVER_FIELDS = (
     "status", "problem", "version", "policy_path", "policy_version", "mode", "store",
-    "jail", "jail_risk_accepted", "jail_kernels",
+    "jail", "jail_risk_accepted", "jail_kernels", "hardening", "weakened",
 )  # fmt: skip
 """What the running server reports and ``info`` shows (the health endpoint's fields)."""
 JAIL_KERNELS_TEXT = {
@@ -153,8 +153,11 @@ def jail_text(info: dict[str, Any]) -> str | None:
 
 
 def weakened(info: dict[str, Any]) -> bool:
-    """Enforce mode without the kernel jail (refused kernels, or the risk accepted)."""
-    return info.get("mode") == "enforce" and info.get("jail_kernels") in ("unjailed", "refused")
+    """Enforce mode without the kernel jail (refused kernels, or the risk accepted), or with another
+    hardened default relaxed by a setting (the server's ``weakened`` list)."""
+    if info.get("mode") != "enforce":
+        return False
+    return info.get("jail_kernels") in ("unjailed", "refused") or bool(info.get("weakened"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -163,6 +166,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
     else:
         shown = {key: value for key, value in info.items() if not (key == "problem" and value is None)}
+        if "hardening" in shown:
+            shown["hardening"] = ", ".join(f"{k}: {v}" for k, v in (info.get("hardening") or {}).items())
+        if "weakened" in shown:
+            shown["weakened"] = "; ".join(info.get("weakened") or []) or "nothing"
         if "jail" in shown:
             shown["jail"] = jail_text(info)
             shown.pop("jail_risk_accepted", None)

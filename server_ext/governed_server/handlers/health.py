@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
 from governed_kernel import KERNEL_NAME
 from governed_kernel._version import __version__
 from governed_server.handlers.base import GovernanceHandler
+from governed_server.offload import offload
 from governed_server.paths import redact_db_url
+from governed_server.store_health import probe
 
 
 class HealthHandler(GovernanceHandler):
@@ -17,14 +21,27 @@ class HealthHandler(GovernanceHandler):
 
     @web.authenticated
     @authorized
-    def get(self) -> None:
+    async def get(self) -> None:
         app = self.governance
         service = app.service
         username = str(getattr(self.current_user, "username", self.current_user))
+        store_state: dict[str, Any] | None = None
+        status = "unavailable"
+        problem = app.unavailable_reason if service is None else None
+        if service is not None:
+            interval = service.policy.audit.checkpoint_interval_minutes
+            health = await offload(probe, service.store, interval)
+            store_state = health.to_json()
+            status = "ok" if health.state == "ok" and not health.checkpoint_overdue else "degraded"
+            if health.problem:
+                problem = health.problem
+            elif health.checkpoint_overdue:
+                problem = f"{health.unsealed_records} audit records are not sealed by a checkpoint yet"
         self.reply(
             {
-                "status": "ok" if service is not None else "unavailable",
-                "problem": app.unavailable_reason if service is None else None,
+                "status": status,
+                "problem": problem,
+                "store_state": store_state,
                 "version": __version__,
                 "kernel_name": KERNEL_NAME,
                 "policy_path": str(app.policy_file),
@@ -33,6 +50,7 @@ class HealthHandler(GovernanceHandler):
                 "mode": service.policy.mode if service is not None else None,
                 "store": redact_db_url(app.db_url),
                 **app.jail_report(),
+                **app.hardening_report(),
                 "user": username,
                 "user_display_name": getattr(self.current_user, "display_name", username),
             }
