@@ -147,15 +147,16 @@ def test_raw_kernel_output_holds_no_pan(kernel: Kernel) -> None:
 def test_comm_ids_the_kernel_makes_are_never_masked(kernel: Kernel) -> None:
     """About 1 random hex id in 1,400 holds a digit run that passes as a card number; masking it
     would rename the comm, so the frontend's answers would go nowhere. 4,000 comms: without the
-    kernel's id choice at least one would be masked in ~95% of runs."""
-    code = (
-        "import comm\n"
-        "made = [comm.create_comm(target_name='probe') for _ in range(4000)]\n"
-        "ids = [c.comm_id for c in made]\n"
-        "assert len(set(ids)) == 4000 and all(len(i) == 32 for i in ids)"
+    kernel's id choice at least one would be masked in ~95% of runs. Made 250 per cell: IOPub is a
+    PUB socket that drops messages past its high-water mark (1,000) when the reader lags."""
+    kernel.ok("import comm\nmade = []")
+    sent: list[str] = []
+    for _ in range(16):
+        cell = kernel.ok("made += [comm.create_comm(target_name='probe') for _ in range(250)]")
+        sent += [m["content"]["comm_id"] for m in cell.iopub if m["msg_type"] == "comm_open"]
+    kernel.ok(
+        "ids = [c.comm_id for c in made]\nassert len(set(ids)) == 4000 and all(len(i) == 32 for i in ids)"
     )
-    cell = kernel.ok(code)
-    sent = [m["content"]["comm_id"] for m in cell.iopub if m["msg_type"] == "comm_open"]
     assert len(sent) == 4000
     renamed = [comm_id for comm_id in sent if not re.fullmatch(r"[0-9a-f]{32}", comm_id)]
     assert not renamed, f"comm ids changed by masking: {renamed[:3]}"
