@@ -75,9 +75,22 @@ demo:
 # Installs everything the tests need, then runs the whole suite. PYTEST_ARGS narrows it, e.g.
 # `make test PYTEST_ARGS="-m 'not browser'"`; a selection that collects nothing (pytest exit 5) is
 # reported, not failed.
-test: system-deps install
+test: system-deps install hub-python
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests"; exit 0; fi; exit $$rc
+
+# The JupyterHub profile's Python (every OS user can run it) and configurable-http-proxy; as root
+# only (the profile starts processes as other users; its tests fail, with this hint, otherwise).
+.PHONY: hub-python hub
+hub-python:
+	@if [ "$$(id -u)" -eq 0 ]; then bash .ci/hub-python.sh >/dev/null; \
+	else echo "make: not root: the JupyterHub profile (tests/hub) cannot run here"; fi
+
+# The team profile on this machine (as root, e.g. in a container): JupyterHub with
+# configurable-http-proxy, the governance service as its own OS user on PostgreSQL, demo OS users
+# (docs/deploy-jupyterhub.md); prints how each person logs in. Ctrl-C stops it.
+hub: system-deps install hub-python
+	$(BIN)/python tests/hubstack.py
 
 # Chromium, PostgreSQL server binaries, Node.js and bubblewrap (apt-get when run as root; else says
 # what is missing).

@@ -7,11 +7,13 @@ skip): a store that was never tested on PostgreSQL must not pass.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from governance_service import GovernanceService, write_test_policy  # type: ignore[import-not-found]
+from hubstack import HubStack, HubUnavailable  # type: ignore[import-not-found]
 from pgcluster import PgCluster, PgUnavailable  # type: ignore[import-not-found]
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
@@ -73,3 +75,27 @@ def governance_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gov
         yield service
     finally:
         service.stop()
+
+
+@pytest.fixture(scope="session")
+def hub() -> Iterator[HubStack]:
+    """The Hub, its governance service (own OS user) on a password-protected PostgreSQL, and the
+    analyst's and the first approver's servers started. Fails (never skips) when it cannot run."""
+    try:
+        cluster = PgCluster(password=secrets.token_hex(12)).start()
+    except PgUnavailable as error:
+        pytest.fail(str(error), pytrace=False)
+    stack = HubStack(db_url=cluster.create_database("governance"))
+    try:
+        stack.start()
+        stack.start_server("analyst")
+        stack.start_server("approver")
+    except HubUnavailable as error:
+        stack.stop()
+        cluster.stop()
+        pytest.fail(str(error), pytrace=False)
+    try:
+        yield stack
+    finally:
+        stack.stop()
+        cluster.stop()

@@ -59,9 +59,12 @@ def free_port() -> int:
 class PgCluster:
     """One running cluster; :meth:`create_database` gives each test its own database."""
 
-    def __init__(self, *, durable: bool = False) -> None:
+    def __init__(self, *, durable: bool = False, password: str | None = None) -> None:
+        """``password``: the ``postgres`` role's, required on every connection (scram); without
+        one, any local user may connect (trust), which is enough for tests of one OS user only."""
         self.bin = find_pg_bin()
         self.durable = durable
+        self.password = password
         self.base = Path(tempfile.mkdtemp(prefix="gk-pg-"))
         self.data = self.base / "data"
         self.log = self.base / "server.log"
@@ -78,13 +81,21 @@ class PgCluster:
     def start(self) -> PgCluster:
         if self._as_postgres:
             shutil.chown(self.base, user="postgres", group="postgres")
+        auth = ["--auth=trust"]
+        if self.password is not None:
+            pwfile = self.base / "pwfile"
+            pwfile.write_text(self.password)
+            if self._as_postgres:
+                shutil.chown(pwfile, user="postgres", group="postgres")
+            pwfile.chmod(0o600)
+            auth = ["--auth=scram-sha-256", f"--pwfile={pwfile}"]
         result = self._run(
             str(self.bin / "initdb"),
             "-D",
             str(self.data),
             "-U",
             "postgres",
-            "--auth=trust",
+            *auth,
             "-E",
             "UTF8",
             "--locale=C",
@@ -113,13 +124,19 @@ class PgCluster:
 
     def url(self, database: str = "postgres") -> str:
         """A SQLAlchemy URL (plain ``postgresql://``, as operators write it)."""
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+        secret = f":{self.password}" if self.password is not None else ""
+        return f"postgresql://postgres{secret}@127.0.0.1:{self.port}/{database}"
 
     def _admin(self, sql: str) -> None:
         import psycopg
 
         with psycopg.connect(
-            host="127.0.0.1", port=self.port, user="postgres", dbname="postgres", autocommit=True
+            host="127.0.0.1",
+            port=self.port,
+            user="postgres",
+            dbname="postgres",
+            autocommit=True,
+            password=self.password,
         ) as connection:
             connection.execute(sql.encode())
 

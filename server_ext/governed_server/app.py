@@ -9,7 +9,7 @@ import os
 import socket
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
@@ -23,10 +23,12 @@ from governed_kernel.masking import Masker
 from governed_kernel.resources import POLICY_ENV, default_policy_path
 from governed_server import EXTENSION_NAME, ids
 from governed_server.credentials import SERVICE_URL_ENV, TOKEN_ENV, USER_ENV
+from governed_server.events import register_schemas
 from governed_server.guard import GuardedKernelConnection
 from governed_server.handlers import API_PREFIX, default_handlers
 from governed_server.handlers.outbound import guard_routes, guarded_classes
 from governed_server.handlers.own_kernels import ownership_handlers
+from governed_server.handlers.proxy import proxy_handlers
 from governed_server.hardening import (
     Hardening,
     refuse_gateway_kernels,
@@ -34,13 +36,17 @@ from governed_server.hardening import (
     restrict_kernels,
     terminals_on,
 )
+from governed_server.hub_watch import WATCH_INTERVAL_S, revoke_stopped
 from governed_server.inbound_gate import InboundRegistry
 from governed_server.kernel_jail import JAIL_MODES, JailSettings, KernelJail, ServerPaths
+from governed_server.notifier import Notifier, NotifierSettings
 from governed_server.offload import offload
 from governed_server.outbound import DEFAULT_CACHE_MB, DEFAULT_MAX_FILE_MB, MIB, OutboundGuard
 from governed_server.ownership import KernelOwners
 from governed_server.paths import default_db_url, default_store_dir
 from governed_server.process_guard import make_undumpable
+from governed_server.remote import HUB_SERVICE_ENV, LEASE_S, RemoteService
+from governed_server.remote_events import EventRelay
 from governed_server.routes import classify, refusal
 from governed_server.service import GovernanceService, ServiceSettings
 
@@ -259,7 +265,67 @@ class GovernedServerApp(ExtensionApp):
         ),
     ).tag(config=True)
 
+    hub_service = Bool(
+        False,
+        help=(
+            "This server is the governance service of a JupyterHub (set by `jupyter governance serve "
+            "--hub`): kernel credentials of a single-user server are revoked when the Hub reports "
+            "that server stopped."
+        ),
+    ).tag(config=True)
+
+    hub_service_url = Unicode(
+        help=(
+            "Client mode (a single-user server under JupyterHub): the URL of the shared governance "
+            "service, e.g. http://127.0.0.1:8890/services/governance/. This server then keeps no store "
+            "and no key: it registers each kernel with the service and sends its records there. "
+            "Default: $GOVERNED_HUB_SERVICE_URL (set by governed_server.hub.configure)."
+        ),
+    ).tag(config=True)
+
+    notify_webhook_url = Unicode(
+        help=(
+            "Approvers' notifications: a webhook (Slack-compatible JSON: ids, users, rules and a link "
+            "to the panel; never code) called when a request is created, decided or expired, with "
+            "retries; failures are audit records (notify.failed). Empty: none."
+        ),
+    ).tag(config=True)
+
+    notify_webhook_secret = Unicode(
+        help="Signs each webhook body: X-Governance-Signature: sha256=<HMAC-SHA256 of the body>."
+    ).tag(config=True)
+
+    notify_attempts = Int(
+        5, min=1, help="Webhook deliveries tried per notification (1 s, 2 s, 4 s... apart, at most 30 s)."
+    ).tag(config=True)
+
+    notify_link_base = Unicode(
+        help="The Hub's public origin for the webhook's link (https://hub.example.com); empty: a path."
+    ).tag(config=True)
+
+    service_wait_seconds = Float(
+        60.0,
+        min=0.0,
+        help=(
+            "Client mode: how long a request waits for an unreachable governance service (with a "
+            "notice in the cell) before it is refused. Nothing is forwarded unrecorded meanwhile."
+        ),
+    ).tag(config=True)
+
+    @default("hub_service_url")
+    def _default_hub_service_url(self) -> str:
+        return os.environ.get(HUB_SERVICE_ENV, "")
+
+    @property
+    def client_mode(self) -> bool:
+        return bool(self.hub_service_url)
+
+    def service_api_url(self) -> str:
+        """The shared service's API (client mode)."""
+        return self.hub_service_url.rstrip("/") + API_PREFIX + "/"
+
     service: GovernanceService | None = None
+    event_relay: EventRelay | None = None
     kernel_jail: KernelJail | None = None
     unavailable_reason: str = ""
     guard_masker: Masker | None = None
@@ -373,6 +439,15 @@ class GovernedServerApp(ExtensionApp):
             )
         return {"hardening": dict(hardening.state), "weakened": weakened}
 
+    def roles_rule(self) -> str:
+        """Where approvers' and auditors' authority comes from (identity.RoleResolver.has_role)."""
+        if self.hub_service:
+            return (
+                "policy and Hub scope, both needed (approver: custom:governance:approve, auditor: "
+                "custom:governance:audit); GET /governance/api/me shows hub_scopes_missing"
+            )
+        return "policy (users, and groups from the identity provider or GovernedServerApp.groups)"
+
     def install_ownership(self) -> None:
         """Each person works in the kernels they started, unless the policy shares kernels."""
         serverapp = self.serverapp
@@ -479,6 +554,9 @@ class GovernedServerApp(ExtensionApp):
 
     def start_service(self) -> None:
         """Build the service; on failure keep serving health with the reason (fail closed, not crashed)."""
+        if self.client_mode:
+            self.start_remote_service()
+            return
         settings = ServiceSettings(
             policy_path=self.policy_file,
             db_url=self.db_url,
@@ -499,6 +577,14 @@ class GovernedServerApp(ExtensionApp):
                 "governed_server: the governance service is NOT running: %s", self.unavailable_reason
             )
             return
+        if self.notify_webhook_url:
+            webhook = NotifierSettings(
+                self.notify_webhook_url,
+                self.notify_webhook_secret,
+                self.notify_link_base,
+                attempts=self.notify_attempts,
+            )
+            self.service.notifier = Notifier(webhook, self.service.record_notify_failure)
         policy = self.service.policy
         self.log.info(
             "governed_server %s: policy %s (%s, %s), store %s",
@@ -508,6 +594,56 @@ class GovernedServerApp(ExtensionApp):
         PeriodicCallback(self._settle_witnesses, EXPIRY_CHECK_MS).start()
         interval_ms = policy.audit.checkpoint_interval_minutes * 60_000
         PeriodicCallback(self._checkpoint, interval_ms).start()
+        if self.hub_service:
+            PeriodicCallback(self._watch_hub, WATCH_INTERVAL_S * 1000).start()
+
+    def _watch_hub(self) -> None:
+        if self.service is not None:
+            self._in_background(
+                "revoking the kernels of stopped servers", revoke_stopped, self.service.credentials
+            )
+
+    def start_remote_service(self) -> None:
+        """Client mode: the shared service governs; tried again every few seconds until it answers."""
+        event_logger = getattr(self.serverapp, "event_logger", None)
+        if event_logger is not None:
+            register_schemas(event_logger)
+            ws_url = self.service_api_url().replace("http", "ws", 1) + "events"
+            self.event_relay = EventRelay(ws_url, event_logger)
+        self.connect_remote_service()
+        PeriodicCallback(self._reconnect_remote, EXPIRY_CHECK_MS).start()
+        PeriodicCallback(self._settle_witnesses, 1_000).start()
+        PeriodicCallback(self._renew_leases, LEASE_S * 1000 // 3).start()
+
+    def connect_remote_service(self) -> None:
+        try:
+            remote = RemoteService(
+                api_url=self.service_api_url(), hub_token=os.environ.get("JUPYTERHUB_API_TOKEN", ""),
+                username=self.kernel_user, policy_path=self.policy_file, server_id=self.server_id,
+            )  # fmt: skip
+        except Exception as error:
+            self.service = None
+            self.unavailable_reason = str(error) or type(error).__name__
+            self.log.error(
+                "governed_server: the governance service is not reachable: %s", self.unavailable_reason
+            )
+            return
+        # Same names as the local service for everything the guards use (governed_server.remote).
+        self.service = cast(GovernanceService, remote)
+        self.unavailable_reason = ""
+        self.log.info(
+            "governed_server %s (client mode): governed by %s, policy %s (%s)",
+            __version__, self.hub_service_url, remote.policy.version[:19], remote.policy.mode,
+        )  # fmt: skip
+
+    def _reconnect_remote(self) -> None:
+        if self.service is None:
+            self.connect_remote_service()
+
+    def _renew_leases(self) -> None:
+        if self.service is not None and self.client_mode:
+            remote = cast(RemoteService, self.service)
+            self._in_background("renewing kernel leases", remote.credentials.renew_all)
 
     def _in_background(self, what: str, function: Any, *args: Any) -> None:
         """Run a store call in a store thread; a failure is logged (the next period retries)."""
@@ -598,10 +734,12 @@ class GovernedServerApp(ExtensionApp):
             self._in_background("recording the witness findings", self.service.settle_witnesses)
 
     def _checkpoint(self) -> None:
-        if self.service is not None:
+        if self.service is not None and not self.client_mode:
             self._in_background("writing the audit checkpoint", self.service.audit.checkpoint)
 
     async def stop_extension(self) -> None:
+        if self.event_relay is not None:
+            self.event_relay.close()
         if self.service is not None:
             self.service.close()
 
@@ -613,7 +751,7 @@ class GovernedServerApp(ExtensionApp):
             return {}
         token = self.service.credentials.mint(kernel_id, username)
         return {
-            SERVICE_URL_ENV: self.service_url(),
+            SERVICE_URL_ENV: self.service_api_url() if self.client_mode else self.service_url(),
             TOKEN_ENV: token,
             USER_ENV: username,
             # The kernel classifies with the policy the service enforces (versions must match).
@@ -645,5 +783,14 @@ class GovernedServerApp(ExtensionApp):
         )
 
     def initialize_handlers(self) -> None:
+        if self.hub_service and self.serverapp is not None:
+            # Here, once the extension's settings are in the web app: as jupyterhub-singleuser does,
+            # tornado's own XSRF check (before authentication: too early for Hub tokens) is off;
+            # jupyter_server checks again after authentication, the Hub's way.
+            self.serverapp.web_app.settings["xsrf_cookies"] = False
+        if self.client_mode:
+            self.handlers.extend(proxy_handlers())
+            self.handlers.extend(ownership_handlers())
+            return
         self.handlers.extend(default_handlers())
         self.handlers.extend(ownership_handlers())

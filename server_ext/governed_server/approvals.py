@@ -276,7 +276,16 @@ class ApprovalService:
             view = self._load(connection, request_id)
             event = "approval.decided" if status else "approval.endorsed"
             self.audit.append(
-                [transition_event(event, approver.username, view, reason=reason, decision=decision)],
+                [
+                    transition_event(
+                        event,
+                        approver.username,
+                        view,
+                        reason=reason,
+                        decision=decision,
+                        authority=approver.authority(),
+                    )
+                ],
                 connection=connection,
             )
             return view

@@ -26,8 +26,11 @@ def transition_event(
     *,
     reason: str | None = None,
     decision: str | None = None,
+    authority: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """The record of one approval transition: who moved which request, to what, and why."""
+    """The record of one approval transition: who moved which request, to what, and why;
+    ``authority``: what made the actor an approver (their groups and, under JupyterHub, the Hub
+    token and its governance scopes), so a decision can be traced to the credential behind it."""
     details: dict[str, Any] = {
         "status": view.status,
         "requester": view.requester,
@@ -41,6 +44,8 @@ def transition_event(
         details["reason"] = reason
     if view.valid_until is not None:
         details["valid_until"] = view.valid_until.isoformat()
+    if authority:
+        details["authority"] = authority
     return AuditEvent(
         event_type=event_type,
         user=actor,

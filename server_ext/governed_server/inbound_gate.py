@@ -47,6 +47,7 @@ from governed_server.inbound import (
 )
 from governed_server.offload import offload
 from governed_server.patching import original
+from governed_server.remote import ServiceUnavailable
 
 if TYPE_CHECKING:
     from governed_server.app import GovernedServerApp
@@ -55,6 +56,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("governed_server")
 WAIT_SLICE_S = 5.0
 """How often the waiting display's elapsed time is refreshed while a cell is held."""
+SERVICE_RETRY_S = 2.0
+"""Client mode: how often a record is tried again while the governance service is unreachable."""
+SERVICE_WAIT_NOTICE = (
+    "governed: the governance service is not reachable ({error}); this request waits up to "
+    "{seconds:.0f} s for it, then is refused. Nothing runs unrecorded."
+)
 RECORD_FAILED = (
     "the server could not record this request in the audit log ({error}), so it was not sent to the "
     "kernel. Try again; if this persists, tell the governance administrators"
@@ -278,6 +285,8 @@ class InboundGate:
             )
 
     async def _admit_unsafe(self, msg: ClientMessage) -> None:
+        if self.service is None and self.app.client_mode:
+            await self._wait_for_service(msg, lambda: self.service is not None)
         service = self.service
         policy = service.policy if service is not None else None
         verdict = judge(
@@ -300,7 +309,7 @@ class InboundGate:
             return
         outcome = "failure" if verdict.action == "refuse" else "success"
         try:
-            await self._record(msg, verdict, outcome=outcome)
+            await self._record_patiently(msg, verdict, outcome)
         except Exception as error:
             self._refuse(msg, "AuditUnavailable", RECORD_FAILED.format(error=error))
             return
@@ -330,6 +339,38 @@ class InboundGate:
             comm_id, target = str(msg.content.get("comm_id", "")), str(msg.content.get("target_name", ""))
             self.kernel.comm_targets[comm_id] = target
         self.forward(encode(msg, self.protocol(), self.session.pack))
+
+    async def _record_patiently(self, msg: ClientMessage, verdict: Verdict, outcome: str) -> None:
+        """Record the request; in client mode, an unreachable service is waited for (bounded, with a
+        notice to the client) before the request is refused: the request never passes unrecorded."""
+        deadline = asyncio.get_running_loop().time() + self.app.service_wait_seconds
+        noticed = False
+        while True:
+            try:
+                await self._record(msg, verdict, outcome=outcome)
+                return
+            except ServiceUnavailable as error:
+                if asyncio.get_running_loop().time() + SERVICE_RETRY_S > deadline:
+                    raise
+                if not noticed:
+                    self._notice(
+                        msg, SERVICE_WAIT_NOTICE.format(error=error, seconds=self.app.service_wait_seconds)
+                    )
+                    noticed = True
+                await asyncio.sleep(SERVICE_RETRY_S)
+
+    async def _wait_for_service(self, msg: ClientMessage, ready: Callable[[], bool]) -> None:
+        """Client mode, no service yet: wait (bounded) for the server to reach it again."""
+        deadline = asyncio.get_running_loop().time() + self.app.service_wait_seconds
+        if not ready():
+            self._notice(msg, SERVICE_WAIT_NOTICE.format(error=self.app.unavailable_reason,
+                                                         seconds=self.app.service_wait_seconds))  # fmt: skip
+        while not ready() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(SERVICE_RETRY_S)
+
+    def _notice(self, msg: ClientMessage, text: str) -> None:
+        """A line on the cell's stderr (the request is not answered yet)."""
+        self.to_client("iopub", "stream", {"name": "stderr", "text": text + "\n"}, msg.header)
 
     async def _record(self, msg: ClientMessage, verdict: Verdict, *, outcome: str, **extra: Any) -> None:
         service = self.service

@@ -29,6 +29,7 @@ from governed_server.file_modes import private_dir, sqlite_files, tighten_all
 from governed_server.identity import KernelPrincipal, RoleResolver
 from governed_server.ids import new_uuid
 from governed_server.inbound import masked_decision
+from governed_server.notifier import Notifier
 from governed_server.offload import on_loop
 from governed_server.store import Store, kernel_credentials
 from governed_server.store.engine import sqlite_path
@@ -150,6 +151,8 @@ class GovernanceService:
             self.approvals.clock = clock
         self.waiters = ApprovalWaiters()
         self.witnesses = WitnessBook(grace_s=settings.witness_grace_seconds)
+        self.notifier: Notifier | None = None
+        """The approvers' webhook, when the operator configured one (``notifier``)."""
         self.event_logger = event_logger
         if event_logger is not None:
             register_schemas(event_logger)
@@ -169,6 +172,11 @@ class GovernanceService:
     def announce(self, event_type: str, view: ApprovalView, actor: str) -> None:
         """Wake waiting kernels and push the transition to listeners (side panel, SIEM)."""
         on_loop(functools.partial(self.waiters.wake, view.id))
+        if self.notifier is not None:
+            try:
+                self.notifier.announce(event_type, view, actor)
+            except Exception:  # a notification must never undo a recorded transition
+                log.exception("governed_server: could not queue the webhook for %s", view.id)
         if self.event_logger is None:
             return
         try:
@@ -189,6 +197,22 @@ class GovernanceService:
             )
         except Exception:  # an event listener must never undo a recorded decision
             log.exception("governed_server: could not emit the approval event for %s", view.id)
+
+    def record_notify_failure(self, failure: dict[str, Any]) -> None:
+        """The approvers' webhook could not be delivered (after its retries): recorded, so a request
+        nobody heard of can be told from one nobody looked at."""
+        self.audit.append(
+            [
+                AuditEvent(
+                    event_type="notify.failed",
+                    user="governance",
+                    outcome="failure",
+                    server=self.settings.server_id,
+                    approval_id=str(failure.get("request_id") or "") or None,
+                    details=failure,
+                )
+            ]
+        )
 
     def record_guard_event(self, kernel_id: str, msg_type: str, kinds: dict[str, int]) -> None:
         """Audit a message the data-path guard had to mask (the kernel's masking was bypassed)."""
@@ -280,6 +304,47 @@ class GovernanceService:
         ]
         if findings:
             self.record_findings(findings)
+        return stored
+
+    def ingest_server_report(
+        self, server: KernelPrincipal, body: dict[str, Any], client_addr: str
+    ) -> list[StoredRecord]:
+        """A single-user server's report about one of its kernels (``servers/kernels/{id}/report``):
+        its own records of the requests it forwarded or refused and of what its guards masked, then
+        what the witness book needs. The user and kernel are the server credential's, never a field
+        of a record. Raises AuditInputError."""
+        events = [
+            AuditEvent(
+                event_type=record["event_type"],
+                user=server.username,
+                outcome=record.get("outcome", "success"),
+                client_addr=record.get("client_addr", "") or client_addr,
+                server=record.get("server", "") or self.settings.server_id,
+                kernel_id=server.kernel_id,
+                session_id=record.get("session_id", ""),
+                notebook=record.get("notebook", ""),
+                cell_id=record.get("cell_id", ""),
+                cell_hash=record.get("cell_hash", ""),
+                tables=tuple(record.get("tables", ())),
+                code=record.get("code", ""),
+                output=record.get("output", ""),
+                masking=record.get("masking", {}),
+                approval_id=record.get("approval_id"),
+                policy_version=record.get("policy_version", ""),
+                details=record.get("details", {}),
+            )
+            for record in body.get("records", [])
+        ]
+        stored = self.audit.append(events) if events else []
+        if not server.kernel_id:  # a server's records about no kernel (its file routes)
+            return stored
+        self.witnesses.guards(server.kernel_id)
+        for msg_id in body.get("forwarded", []):
+            self.witnesses.forwarded(server.kernel_id, msg_id, server.username)
+        for reply in body.get("replied", []):
+            self.witnesses.replied(server.kernel_id, reply["msg_id"], reply["status"])
+        if body.get("gone"):
+            self.witnesses.kernel_gone(server.kernel_id)
         return stored
 
     def record_batch_request(

@@ -11,6 +11,8 @@ from tornado.httpclient import HTTPClientError
 
 from governed_server.handlers.base import AUTH_RESOURCE
 
+CREDENTIAL_ROUTES = ("governance/api/kernel/", "governance/api/servers/kernels/00000000")
+
 
 class DenyGovernance(Authorizer):
     """Allows everything except the governance resource."""
@@ -31,12 +33,13 @@ def jp_server_config() -> dict[str, Any]:
 
 async def test_an_authenticated_user_without_the_governance_permission_gets_403(jp_fetch: Any) -> None:
     routes = get_routes()
-    assert any(not route.startswith("governance/api/kernel/") for _, route in routes)
+    assert any(not route.startswith(CREDENTIAL_ROUTES) for _, route in routes)
     for method, route in routes:
         with pytest.raises(HTTPClientError) as raised:
             await fetch(jp_fetch, method, route)
-        # Kernel routes never accept a user, authorized or not: they need a kernel credential.
-        expected = 401 if route.startswith("governance/api/kernel/") else 403
+        # Kernel and kernel-server routes never accept a user, authorized or not: they need a
+        # kernel's credential (or its server's).
+        expected = 401 if route.startswith(CREDENTIAL_ROUTES) else 403
         assert raised.value.code == expected, (method, route)
     # The rest of the server still answers: the denial is specific to the governance resource.
     response = await jp_fetch("api", "status")

@@ -20,6 +20,9 @@ PEOPLE_ENDPOINTS = [
     ("GET", "audit/verify"),
     ("POST", "credentials"),
     ("DELETE", "credentials/batch-00000000-0000-4000-8000-000000000000"),
+    ("GET", "events"),  # a WebSocket: each person's view of the event bus
+    ("POST", "servers/kernels"),
+    ("POST", "servers/records"),
 ]
 KERNEL_ENDPOINTS = [
     ("POST", "kernel/approvals"),
@@ -29,13 +32,17 @@ KERNEL_ENDPOINTS = [
     ("POST", "kernel/audit"),
     ("POST", "kernel/requests"),
     ("GET", "kernel/audit/stream"),  # a WebSocket: the upgrade is authenticated like any request
+    ("POST", "servers/kernels/kernel-1"),  # the server credential of a kernel (lease)
+    ("DELETE", "servers/kernels/kernel-1"),
+    ("POST", "servers/kernels/kernel-1/report"),
 ]
 
 
 def test_the_matrix_covers_every_route() -> None:
     from governed_server.handlers import default_handlers
 
-    assert len(default_handlers()) == len(PEOPLE_ENDPOINTS) + len(KERNEL_ENDPOINTS)
+    paths = {path for _, path in PEOPLE_ENDPOINTS + KERNEL_ENDPOINTS}
+    assert len(default_handlers()) == len(paths)
 
 
 @pytest.mark.parametrize(("method", "path"), PEOPLE_ENDPOINTS + KERNEL_ENDPOINTS)

@@ -20,7 +20,7 @@ TOKEN_ENVS = ("GOVERNED_API_TOKEN", "JUPYTER_TOKEN")
 HEALTH_PATH = "governance/api/health"
 SERVER_FIELDS = (
     "status", "problem", "version", "policy_path", "policy_version", "mode", "store",
-    "jail", "jail_risk_accepted", "jail_kernels", "hardening", "weakened",
+    "jail", "jail_risk_accepted", "jail_kernels", "hardening", "weakened", "roles",
 )  # fmt: skip
 """What the running server reports and ``info`` shows (the health endpoint's fields)."""
 JAIL_KERNELS_TEXT = {

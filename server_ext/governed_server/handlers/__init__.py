@@ -12,6 +12,7 @@ from governed_server.handlers.approvals import (
 )
 from governed_server.handlers.audit import AuditQueryHandler, AuditVerifyHandler
 from governed_server.handlers.credentials import CredentialHandler, CredentialsHandler
+from governed_server.handlers.events_stream import GovernanceEventsHandler
 from governed_server.handlers.health import HealthHandler
 from governed_server.handlers.kernel import (
     KernelApprovalHandler,
@@ -23,9 +24,16 @@ from governed_server.handlers.kernel import (
 )
 from governed_server.handlers.kernel_stream import KernelAuditStreamHandler
 from governed_server.handlers.me import MeHandler
+from governed_server.handlers.servers import (
+    ServerKernelHandler,
+    ServerKernelsHandler,
+    ServerRecordsHandler,
+    ServerReportHandler,
+)
 
 API_PREFIX = "/governance/api"
 _ID = r"(?P<request_id>[0-9a-f-]{36})"
+_KERNEL = r"(?P<kernel_id>[A-Za-z0-9_.-]{1,64})"
 
 
 def default_handlers() -> list[tuple[str, Any]]:
@@ -48,5 +56,10 @@ def default_handlers() -> list[tuple[str, Any]]:
         ("kernel/audit", KernelAuditHandler),
         ("kernel/requests", KernelRequestsHandler),
         ("kernel/audit/stream", KernelAuditStreamHandler),
+        ("events", GovernanceEventsHandler),
+        ("servers/records", ServerRecordsHandler),
+        ("servers/kernels", ServerKernelsHandler),
+        (f"servers/kernels/{_KERNEL}", ServerKernelHandler),
+        (f"servers/kernels/{_KERNEL}/report", ServerReportHandler),
     ]
     return [(rf"{API_PREFIX}/{path}/?", handler) for path, handler in routes]

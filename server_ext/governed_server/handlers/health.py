@@ -51,6 +51,7 @@ class HealthHandler(GovernanceHandler):
                 "store": redact_db_url(app.db_url),
                 **app.jail_report(),
                 **app.hardening_report(),
+                "roles": app.roles_rule(),
                 "user": username,
                 "user_display_name": getattr(self.current_user, "display_name", username),
             }

@@ -22,6 +22,8 @@ class MeHandler(GovernanceHandler):
                 "display_name": person.display_name,
                 "groups": sorted(person.groups),
                 "roles": service.roles.roles_of(person),
+                # Under JupyterHub: roles the policy gives you that your token's scopes do not carry.
+                "hub_scopes_missing": service.roles.missing_scopes(person),
                 "policy": {
                     "name": service.policy.name,
                     "version": service.policy.version,

@@ -108,3 +108,85 @@ BATCH_REQUEST: dict[str, Any] = {
     },
 }
 """``POST /kernel/requests``: a batch run's record of a cell it is about to send to its kernel."""
+
+KERNEL_ID = {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"}
+
+REGISTER_KERNEL: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["kernel_id"],
+    "properties": {
+        "kernel_id": KERNEL_ID,
+        "lease_seconds": {"type": "integer", "minimum": 30, "maximum": 3600},
+    },
+}
+"""``POST /servers/kernels``: a single-user server registers a kernel it is starting."""
+
+LEASE: dict[str, Any] = {
+    "type": ["object", "null"],
+    "additionalProperties": False,
+    "properties": {"lease_seconds": {"type": "integer", "minimum": 30, "maximum": 3600}},
+}
+
+SERVER_EVENT_TYPES = "^(request|guard)\\.[a-z0-9_.-]{1,56}$"
+"""A single-user server reports what it forwarded to its kernels and what its guards masked."""
+
+SERVER_RECORD = {
+    **AUDIT_RECORD,
+    "properties": {
+        **AUDIT_RECORD["properties"],  # type: ignore[dict-item]
+        "event_type": {"type": "string", "pattern": SERVER_EVENT_TYPES},
+        "client_addr": {"type": "string", "maxLength": 255},
+        "server": {"type": "string", "maxLength": 255},
+    },
+}
+
+SERVER_REPORT: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "records": {"type": "array", "items": SERVER_RECORD, "maxItems": 500},
+        "forwarded": {
+            "type": "array",
+            "items": {"type": "string", "minLength": 1, "maxLength": 128},
+            "maxItems": 1000,
+        },
+        "replied": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["msg_id", "status"],
+                "properties": {
+                    "msg_id": {"type": "string", "minLength": 1, "maxLength": 128},
+                    "status": {"type": "string", "maxLength": 32},
+                },
+            },
+            "maxItems": 1000,
+        },
+        "gone": {"type": "boolean"},
+    },
+}
+"""``POST /servers/kernels/{kernel_id}/report``: the server's records of a kernel, in order, and what
+the witness book needs (cells forwarded, replies seen, the kernel gone)."""
+
+SERVER_FILE_RECORDS: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["records"],
+    "properties": {
+        "records": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 100,
+            "items": {
+                **SERVER_RECORD,
+                "properties": {
+                    **SERVER_RECORD["properties"],  # type: ignore[dict-item]
+                    "event_type": {"type": "string", "pattern": "^guard\\.[a-z0-9_.-]{1,56}$"},
+                },
+            },
+        }
+    },
+}
+"""``POST /servers/records``: what a server's outbound guard did on its file routes (no kernel)."""

@@ -112,6 +112,8 @@ kernel_credentials = Table(
     Column("server_id", String(255), nullable=False, server_default=""),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("revoked_at", UTCDateTime(), nullable=True),
+    Column("kind", String(16), nullable=False, server_default="kernel"),
+    Column("expires_at", UTCDateTime(), nullable=True),
 )
 
 # -- audit log (governed_server.audit) ---------------------------------------------------------------
