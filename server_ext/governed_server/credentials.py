@@ -12,6 +12,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from sqlalchemy import and_, insert, select, update
 
@@ -41,6 +42,16 @@ class Registration:
     expires_at: datetime
 
 
+def _revoke_live(connection: Any, kernel_id: str, now: datetime) -> int:
+    """Revoke every live credential of ``kernel_id`` (in the caller's transaction); how many."""
+    result = connection.execute(
+        update(kernel_credentials)
+        .where(and_(kernel_credentials.c.kernel_id == kernel_id, kernel_credentials.c.revoked_at.is_(None)))
+        .values(revoked_at=now)
+    )
+    return int(result.rowcount or 0)
+
+
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
@@ -57,15 +68,7 @@ class CredentialIssuer:
         token = secrets.token_urlsafe(32)
         now = datetime.now(timezone.utc)
         with self.store.begin() as connection:
-            connection.execute(
-                update(kernel_credentials)
-                .where(
-                    and_(
-                        kernel_credentials.c.kernel_id == kernel_id, kernel_credentials.c.revoked_at.is_(None)
-                    )
-                )
-                .values(revoked_at=now)
-            )
+            _revoke_live(connection, kernel_id, now)
             connection.execute(
                 insert(kernel_credentials).values(
                     token_hash=_digest(token),
@@ -85,15 +88,7 @@ class CredentialIssuer:
         now = datetime.now(timezone.utc)
         expires = now + lease
         with self.store.begin() as connection:
-            connection.execute(
-                update(kernel_credentials)
-                .where(
-                    and_(
-                        kernel_credentials.c.kernel_id == kernel_id, kernel_credentials.c.revoked_at.is_(None)
-                    )
-                )
-                .values(revoked_at=now)
-            )
+            _revoke_live(connection, kernel_id, now)
             for token, kind in ((kernel_token, "kernel"), (server_token, "server")):
                 connection.execute(
                     insert(kernel_credentials).values(
@@ -164,13 +159,4 @@ class CredentialIssuer:
     def revoke(self, kernel_id: str) -> int:
         """Revoke every live credential of ``kernel_id``; returns how many."""
         with self.store.begin() as connection:
-            result = connection.execute(
-                update(kernel_credentials)
-                .where(
-                    and_(
-                        kernel_credentials.c.kernel_id == kernel_id, kernel_credentials.c.revoked_at.is_(None)
-                    )
-                )
-                .values(revoked_at=datetime.now(timezone.utc))
-            )
-        return int(result.rowcount or 0)
+            return _revoke_live(connection, kernel_id, datetime.now(timezone.utc))
