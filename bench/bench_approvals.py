@@ -32,9 +32,9 @@ sys.path.insert(0, str(REPO / "tests"))
 from pgcluster import PgCluster  # type: ignore[import-not-found]  # noqa: E402
 
 from governed_kernel.resources import policies_dir  # noqa: E402
-from governed_server.credentials import CredentialIssuer  # noqa: E402
-from governed_server.serve_process import ServeProcess  # noqa: E402
-from governed_server.store import open_store  # noqa: E402
+from governed_server.service.credentials import CredentialIssuer  # noqa: E402
+from governed_server.service.store import open_store  # noqa: E402
+from governed_server.single_user.serve_process import ServeProcess  # noqa: E402
 
 TOKENS = {"alice": "a" * 48, "bob": "b" * 48}
 

@@ -25,8 +25,8 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from pgcluster import PgCluster  # type: ignore[import-not-found]  # noqa: E402
 
-from governed_server.audit import AuditEvent, AuditLog  # noqa: E402
-from governed_server.store import open_store  # noqa: E402
+from governed_server.service.audit import AuditEvent, AuditLog  # noqa: E402
+from governed_server.service.store import open_store  # noqa: E402
 
 CODE = "df = spark.sql('SELECT card_number, amount FROM payments WHERE day = :d')\ndf.head(20)\n"
 OUTPUT = "card_number  amount\n" + "".join(f"************{1000 + i}  {i * 3.5:.2f}\n" for i in range(12))

@@ -19,7 +19,7 @@ import httpx
 import yaml
 
 from governed_kernel.resources import policies_dir
-from governed_server.serve_process import ServeProcess
+from governed_server.single_user.serve_process import ServeProcess
 
 USERS = ("alice", "bob", "carol", "dave")
 TOKENS = {name: hashlib.sha256(f"governed-test-{name}".encode()).hexdigest() for name in USERS}
@@ -99,8 +99,8 @@ class GovernanceService:
 
     def kernel_env(self, user: str = "alice", kernel_id: str | None = None, **extra: str) -> dict[str, str]:
         """Environment for a governed kernel acting for ``user`` (credential minted in the shared store)."""
-        from governed_server.credentials import CredentialIssuer
-        from governed_server.store import open_store
+        from governed_server.service.credentials import CredentialIssuer
+        from governed_server.service.store import open_store
 
         store = open_store(self.db_url)
         try:

@@ -94,6 +94,16 @@ class HubStack:
     password: str = field(default_factory=lambda: secrets.token_hex(8))
     process: subprocess.Popen[bytes] | None = None
     tokens: dict[str, str] = field(default_factory=dict)
+    people: dict[str, str] = field(default_factory=lambda: dict(PEOPLE))
+    """Role name → OS user (``user_url``, ``token``... take either); the Hub allows these users only."""
+    groups: dict[str, list[str]] = field(default_factory=lambda: {k: list(v) for k, v in GROUPS.items()})
+    """Hub groups and their members (the policy's roles name the groups)."""
+    service_user: str = SERVICE_USER
+    """The governance service's OS user. :meth:`stop` ends every process of it and of ``people``,
+    so two stacks on one machine need their own users."""
+
+    def os_user(self, who: str) -> str:
+        return self.people.get(who, who)
 
     @property
     def url(self) -> str:
@@ -113,12 +123,12 @@ class HubStack:
         return self.root / "policy.yaml"
 
     def user_url(self, who: str) -> str:
-        return f"{self.url}/user/{PEOPLE.get(who, who)}/"
+        return f"{self.url}/user/{self.os_user(who)}/"
 
     def write_config(self) -> Path:
         python = hub_python()
-        ensure_user(SERVICE_USER)
-        for name in PEOPLE.values():
+        ensure_user(self.service_user)
+        for name in self.people.values():
             ensure_user(name)
         self.root.chmod(0o755)  # the policy file is read by every server
         shutil.copy(REPO / "policies" / "pci-dss.yaml", self.policy_path)
@@ -140,7 +150,7 @@ class HubStack:
                 c.ConfigurableHTTPProxy.pid_file = "{hub_dir}/proxy.pid"
                 c.JupyterHub.authenticator_class = "dummy"
                 c.DummyAuthenticator.password = {self.password!r}
-                c.Authenticator.allowed_users = {sorted(PEOPLE.values())!r}
+                c.Authenticator.allowed_users = {sorted(self.people.values())!r}
                 c.Spawner.cmd = [{str(python.parent / "jupyterhub-singleuser")!r}]
                 # browser tests read window.jupyterapp
                 c.Spawner.args = ["--LabApp.expose_app_in_browser=True"]
@@ -153,8 +163,8 @@ class HubStack:
                 }}]
                 configure(
                     c, db_url={self.db_url!r}, policy={str(self.policy_path)!r},
-                    service_user={SERVICE_USER!r}, state_dir={str(self.state_dir)!r},
-                    port={self.service_port}, python={str(python)!r}, groups={GROUPS!r},
+                    service_user={self.service_user!r}, state_dir={str(self.state_dir)!r},
+                    port={self.service_port}, python={str(python)!r}, groups={self.groups!r},
                 )
                 """
             )
@@ -202,8 +212,8 @@ class HubStack:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        subprocess.run(["pkill", "-u", SERVICE_USER], check=False)
-        for name in PEOPLE.values():
+        subprocess.run(["pkill", "-u", self.service_user], check=False)
+        for name in self.people.values():
             subprocess.run(["pkill", "-u", name], check=False)
 
     # -- the Hub API -----------------------------------------------------------------------------
@@ -216,7 +226,7 @@ class HubStack:
         """A personal API token of ``who`` (with all their permissions unless ``scopes``)."""
         key = f"{who}:{','.join(scopes or [])}"
         if key not in self.tokens:
-            name = PEOPLE.get(who, who)
+            name = self.os_user(who)
             body: dict[str, Any] = {"note": "test"}
             if scopes is not None:
                 body["scopes"] = scopes
@@ -226,7 +236,7 @@ class HubStack:
         return self.tokens[key]
 
     def start_server(self, who: str, timeout: float = 120) -> None:
-        name = PEOPLE.get(who, who)
+        name = self.os_user(who)
         response = self.hub_api("POST", f"users/{name}/server")
         if response.status_code not in (201, 202, 400):  # 400: already running
             raise HubUnavailable(f"cannot start {name}'s server: {response.status_code} {response.text}")
@@ -240,7 +250,7 @@ class HubStack:
         raise HubUnavailable(f"{name}'s server did not start:\n{self.log_tail()}")
 
     def stop_server(self, who: str) -> None:
-        name = PEOPLE.get(who, who)
+        name = self.os_user(who)
         self.hub_api("DELETE", f"users/{name}/server")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -272,9 +282,9 @@ def main() -> int:
     stack = HubStack(db_url=cluster.create_database("governance"))
     try:
         stack.start()
-        for who in PEOPLE:
+        for who in stack.people:
             stack.start_server(who)
-        print(json.dumps({"hub": stack.url, "password": stack.password, "users": PEOPLE}, indent=2))
+        print(json.dumps({"hub": stack.url, "password": stack.password, "users": stack.people}, indent=2))
         print(f"\nOpen {stack.url}/hub/login and log in as any user above with the password shown.")
         if stack.process is not None:
             stack.process.wait()

@@ -140,3 +140,17 @@ def texts(messages: list[dict[str, Any]]) -> str:
         elif msg["msg_type"] == "error":
             out.append(f"{content['ename']}: {content['evalue']}")
     return "".join(out)
+
+
+def outputs(messages: list[dict[str, Any]]) -> str:
+    """Everything a cell showed (stream text, errors, results), as one string."""
+    parts: list[str] = []
+    for msg in messages:
+        content = msg["content"]
+        if msg["msg_type"] == "stream":
+            parts.append(content["text"])
+        elif msg["msg_type"] == "error":
+            parts.append(f"{content['ename']}: {content['evalue']}")
+        elif msg["msg_type"] in ("execute_result", "display_data"):
+            parts.append(json.dumps(content.get("data", {})))
+    return "".join(parts)

@@ -19,6 +19,7 @@ from traitlets.utils.importstring import import_item
 
 from governed_kernel import comm_ids, display, history
 from governed_kernel._version import __version__
+from governed_kernel.audit_buffer import new_event_id
 from governed_kernel.iopub_pipe import IpcPipeIOPubThread
 from governed_kernel.kernel import GovernedKernel
 from governed_kernel.outstream import MaskingOutStream
@@ -186,6 +187,7 @@ def record_ignored_settings(kernel: GovernedKernel, settings: list[str], log: An
     governor = kernel.governor
     record = {
         "event_type": "kernel.config_ignored",
+        "event_id": new_event_id(),
         "outcome": "failure",
         "claimed_user": governor.claimed_user,
         "notebook": governor._mask(governor.notebook)[:1024],

@@ -9,8 +9,11 @@ fsyncs it (power loss). Records hold masked text only.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
+import secrets
 import time
 from pathlib import Path
 from typing import IO, Any
@@ -19,6 +22,18 @@ DELIVERED_KEY = "_delivered"
 """A line ``{"_delivered": n}`` says the file's first n records reached the service."""
 COMPACT_AT_BYTES = 1024 * 1024
 """Once everything in the file is delivered and it is this big, it is emptied."""
+
+
+def new_event_id() -> str:
+    """A record's id, made where the record is made: the store keeps one record per id, so a record
+    sent again (its answer lost, or left in this buffer by a killed process) is stored once. 128
+    random bits, URL-safe base64: no run of digits long enough to pass for a card number."""
+    return secrets.token_urlsafe(16)
+
+
+def event_id_of(text: str) -> str:
+    """The id of a record made from ``text`` (the same text, the same id, in any process)."""
+    return base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()[:16]).decode().rstrip("=")
 
 
 class AuditBuffer:
@@ -132,6 +147,7 @@ class AuditBuffer:
             except ValueError:
                 # A torn last line (crash mid-write) is kept as evidence in the record stream.
                 value = {"event_type": "kernel.buffer_corrupt", "outcome": "failure",
+                         "event_id": event_id_of(f"{self.path}:{len(records)}:{line}"),
                          "details": {"line_length": len(line)}}  # fmt: skip
             if _is_mark(value):
                 delivered = max(delivered, value[DELIVERED_KEY])

@@ -276,7 +276,7 @@ class AuditStream:
             raise GovernanceUnavailable("interrupted while delivering the audit record") from None
         except (StreamClosed, OSError, LocalProtocolError) as error:
             # Closed by the server (restart, revoked credential) or the network: a new connection
-            # gets one more try (the batch may then be stored twice: at least once).
+            # gets one more try (a batch stored before the close is not stored again: event ids).
             code = error.code if isinstance(error, StreamClosed) else None
             self._drop(connection)
             if code == REVOKED_CLOSE_CODE or last_try:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from governed_kernel.audit_buffer import AuditBuffer
+from governed_kernel.audit_buffer import AuditBuffer, new_event_id
 from governed_kernel.client import (
     SETUP_HINT,
     ApprovalRefused,
@@ -392,6 +392,7 @@ class Governor:
     ) -> dict[str, Any]:
         record: dict[str, Any] = {
             "event_type": event_type,
+            "event_id": new_event_id(),
             "outcome": outcome,
             "claimed_user": self.claimed_user,
             "notebook": self._mask(cell.notebook or self.notebook)[:1024],

@@ -13,7 +13,7 @@ from typing import Any
 
 GOVERNED_METADATA = "governed"
 """Key of what the server's inbound guard adds to an execute request's metadata (see
-``governed_server.inbound``): ``{"approval": <request id>, "recorded": <seq>}``. The server
+``governed_server.single_user.inbound``): ``{"approval": <request id>, "recorded": <seq>}``. The server
 overwrites whatever a client put there."""
 
 EXPRESSIONS_MARK = "# user_expressions of this request:"

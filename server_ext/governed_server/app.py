@@ -22,33 +22,33 @@ from governed_kernel._version import __version__
 from governed_kernel.masking import Masker
 from governed_kernel.resources import POLICY_ENV, default_policy_path
 from governed_server import EXTENSION_NAME, ids
-from governed_server.credentials import SERVICE_URL_ENV, TOKEN_ENV, USER_ENV
 from governed_server.events import register_schemas
-from governed_server.guard import GuardedKernelConnection
-from governed_server.handlers import API_PREFIX, default_handlers
-from governed_server.handlers.outbound import guard_routes, guarded_classes
-from governed_server.handlers.own_kernels import ownership_handlers
-from governed_server.handlers.proxy import proxy_handlers
-from governed_server.hardening import (
+from governed_server.names import HUB_SERVICE_ENV, SERVICE_URL_ENV, TOKEN_ENV, USER_ENV
+from governed_server.offload import offload
+from governed_server.paths import default_db_url, default_store_dir
+from governed_server.service.governance import GovernanceService, ServiceSettings
+from governed_server.service.handlers import API_PREFIX, default_handlers
+from governed_server.service.hub_watch import WATCH_INTERVAL_S, revoke_stopped
+from governed_server.service.notifier import Notifier, NotifierSettings
+from governed_server.single_user.guard import GuardedKernelConnection
+from governed_server.single_user.handlers.outbound import guard_routes, guarded_classes
+from governed_server.single_user.handlers.own_kernels import ownership_handlers
+from governed_server.single_user.handlers.proxy import proxy_handlers
+from governed_server.single_user.hardening import (
     Hardening,
     refuse_gateway_kernels,
     refuse_terminals,
     restrict_kernels,
     terminals_on,
 )
-from governed_server.hub_watch import WATCH_INTERVAL_S, revoke_stopped
-from governed_server.inbound_gate import InboundRegistry
-from governed_server.kernel_jail import JAIL_MODES, JailSettings, KernelJail, ServerPaths
-from governed_server.notifier import Notifier, NotifierSettings
-from governed_server.offload import offload
-from governed_server.outbound import DEFAULT_CACHE_MB, DEFAULT_MAX_FILE_MB, MIB, OutboundGuard
-from governed_server.ownership import KernelOwners
-from governed_server.paths import default_db_url, default_store_dir
-from governed_server.process_guard import make_undumpable
-from governed_server.remote import HUB_SERVICE_ENV, LEASE_S, RemoteService
-from governed_server.remote_events import EventRelay
-from governed_server.routes import classify, refusal
-from governed_server.service import GovernanceService, ServiceSettings
+from governed_server.single_user.inbound_gate import InboundRegistry
+from governed_server.single_user.kernel_jail import JAIL_MODES, JailSettings, KernelJail, ServerPaths
+from governed_server.single_user.outbound import DEFAULT_CACHE_MB, DEFAULT_MAX_FILE_MB, MIB, OutboundGuard
+from governed_server.single_user.ownership import KernelOwners
+from governed_server.single_user.process_guard import make_undumpable
+from governed_server.single_user.remote import RemoteService
+from governed_server.single_user.remote_events import EventRelay
+from governed_server.single_user.routes import classify, refusal
 
 EXPIRY_CHECK_MS = 5_000
 
@@ -311,6 +311,21 @@ class GovernedServerApp(ExtensionApp):
             "notice in the cell) before it is refused. Nothing is forwarded unrecorded meanwhile."
         ),
     ).tag(config=True)
+
+    client_spool_path = Unicode(
+        help=(
+            "Client mode: the file (0600, in a 0700 directory) where this server keeps what its guards "
+            "recorded until the governance service has stored it; kept across restarts. Default: "
+            "<Jupyter data dir>/governed_server/spool/<server name or 'default'>.jsonl."
+        )
+    ).tag(config=True)
+
+    @default("client_spool_path")
+    def _default_client_spool_path(self) -> str:
+        from jupyter_core.paths import jupyter_data_dir
+
+        name = os.environ.get("JUPYTERHUB_SERVER_NAME") or "default"
+        return str(Path(jupyter_data_dir()) / "governed_server" / "spool" / f"{name}.jsonl")
 
     @default("hub_service_url")
     def _default_hub_service_url(self) -> str:
@@ -612,14 +627,14 @@ class GovernedServerApp(ExtensionApp):
             self.event_relay = EventRelay(ws_url, event_logger)
         self.connect_remote_service()
         PeriodicCallback(self._reconnect_remote, EXPIRY_CHECK_MS).start()
-        PeriodicCallback(self._settle_witnesses, 1_000).start()
-        PeriodicCallback(self._renew_leases, LEASE_S * 1000 // 3).start()
+        PeriodicCallback(self._settle_witnesses, 1_000).start()  # also renews leases when due
 
     def connect_remote_service(self) -> None:
         try:
             remote = RemoteService(
                 api_url=self.service_api_url(), hub_token=os.environ.get("JUPYTERHUB_API_TOKEN", ""),
                 username=self.kernel_user, policy_path=self.policy_file, server_id=self.server_id,
+                spool_path=Path(self.client_spool_path).expanduser(),
             )  # fmt: skip
         except Exception as error:
             self.service = None
@@ -628,7 +643,7 @@ class GovernedServerApp(ExtensionApp):
                 "governed_server: the governance service is not reachable: %s", self.unavailable_reason
             )
             return
-        # Same names as the local service for everything the guards use (governed_server.remote).
+        # Same names as the local service for everything the guards use (governed_server.single_user.remote).
         self.service = cast(GovernanceService, remote)
         self.unavailable_reason = ""
         self.log.info(
@@ -639,11 +654,6 @@ class GovernedServerApp(ExtensionApp):
     def _reconnect_remote(self) -> None:
         if self.service is None:
             self.connect_remote_service()
-
-    def _renew_leases(self) -> None:
-        if self.service is not None and self.client_mode:
-            remote = cast(RemoteService, self.service)
-            self._in_background("renewing kernel leases", remote.credentials.renew_all)
 
     def _in_background(self, what: str, function: Any, *args: Any) -> None:
         """Run a store call in a store thread; a failure is logged (the next period retries)."""

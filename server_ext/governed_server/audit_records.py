@@ -16,12 +16,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from governed_kernel.audit_buffer import new_event_id
 from governed_kernel.masking import Masker, MaskingError, MaskReport, mask_json, needs_masking
+from governed_kernel.policy import Decision
 
 RECORD_VERSION = 1
 OUTCOMES = ("success", "failure")
@@ -29,6 +31,10 @@ DEFAULT_OUTPUT_CAP = 64 * 1024
 """Bytes of masked output kept per record; the sha256 always covers the full masked output."""
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+EVENT_ID_PATTERN = "^[A-Za-z0-9_-]{16,64}$"
+"""An event id: made where the record is made (kernel, single-user server, service), unique in the
+store; a record sent again with the same id (a retried batch) is stored once."""
+_EVENT_ID = re.compile(EVENT_ID_PATTERN)
 _EVENT_TYPE = re.compile(r"[a-z][a-z0-9_.:-]{0,63}")
 _COUNT_KEY = re.compile(r"[a-z0-9_]{1,64}")
 _MAX_COUNT_DEPTH = 2
@@ -67,6 +73,7 @@ class AuditEvent:
     approval_id: str | None = None
     policy_version: str = ""
     details: Mapping[str, Any] = field(default_factory=dict)
+    event_id: str = field(default_factory=new_event_id)
 
 
 @dataclass(frozen=True)
@@ -84,11 +91,16 @@ class StoredRecord:
     data: dict[str, Any]
     prev_hash: str
     hash: str
+    event_id: str | None = None
+    """None for records stored before event ids (schema revision 0004)."""
+    fresh: bool = field(default=True, compare=False)
+    """False when an append found the record already stored (the same event id sent again)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for the API and exports."""
         return {
             "seq": self.seq,
+            "event_id": self.event_id,
             "time": format_time(self.time),
             "user": self.user,
             "claimed_user": self.claimed_user,
@@ -102,7 +114,9 @@ class StoredRecord:
         }
 
     @classmethod
-    def from_body(cls, seq: int, body_text: str, prev_hash: str, record_hash: str) -> StoredRecord:
+    def from_body(
+        cls, seq: int, body_text: str, prev_hash: str, record_hash: str, *, fresh: bool = True
+    ) -> StoredRecord:
         body = json.loads(body_text)
         return cls(
             seq=seq,
@@ -116,6 +130,8 @@ class StoredRecord:
             data=body["data"],
             prev_hash=prev_hash,
             hash=record_hash,
+            event_id=body.get("event_id"),
+            fresh=fresh,
         )
 
 
@@ -172,6 +188,8 @@ def prepare(event: AuditEvent, *, output_cap: int, masker: Masker | None = None)
     if not isinstance(event, AuditEvent):
         raise AuditInputError(f"expected an AuditEvent, got {type(event).__name__}")
     _check_hex("cell_hash", event.cell_hash, allow_empty=True)
+    if not isinstance(event.event_id, str) or not _EVENT_ID.fullmatch(event.event_id):
+        raise AuditInputError("event_id must be 16 to 64 characters of A-Z, a-z, 0-9, '_' or '-'")
     if event.output_sha256 is not None:
         _check_hex("output_sha256", event.output_sha256, allow_empty=False)
     masking_counts = _check_counts(event.masking, "masking", 0)
@@ -225,6 +243,7 @@ def prepare(event: AuditEvent, *, output_cap: int, masker: Masker | None = None)
     if report:
         data["ingest_masked"] = report.as_dict()
     masked["resource"]["cell_hash"] = event.cell_hash
+    masked["event_id"] = event.event_id
     masked["v"] = RECORD_VERSION
     return PreparedEvent(body=masked, ingest_masked=report.total)
 
@@ -294,3 +313,14 @@ def _check_fields(body: Mapping[str, Any]) -> None:
             raise AuditInputError(f"{name} must be a string")
     if data["approval_id"] is not None and not isinstance(data["approval_id"], str):
         raise AuditInputError("approval_id must be a string or null")
+
+
+def masked_decision(decision: Decision, mask: Callable[[str], str]) -> dict[str, Any]:
+    """A decision as recorded: its texts (which can quote the cell) masked, its positions kept."""
+    body = decision.to_dict()
+    body["rules"] = [
+        {**rule, "subject": mask(str(rule["subject"])), "reason": mask(str(rule["reason"]))}
+        for rule in body["rules"]
+    ]
+    body["notes"] = [mask(str(note)) for note in body["notes"]]
+    return body

@@ -40,7 +40,7 @@ from jupyter_core.paths import jupyter_data_dir
 
 from governed_kernel.resources import POLICY_ENV, policies_dir
 from governed_server.file_modes import tighten_all
-from governed_server.jail_probe import JailState, probe
+from governed_server.single_user.jail_probe import JailState, probe
 
 DEMO_POLICY_NAME = "demo.yaml"
 DEMO_NOTEBOOK_NAME = "demo.ipynb"

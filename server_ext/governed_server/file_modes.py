@@ -3,7 +3,7 @@
 The store (SQLite file and its ``-wal``/``-shm``), the audit signing key, the checkpoint directory
 and its files, the demo's tokens: created so, and tightened (with a log line saying what changed)
 when found wider at start. Another OS user then cannot read or change them; against code running as
-the same user (a kernel), only the jail helps (:mod:`governed_server.kernel_jail`).
+the same user (a kernel), only the jail helps (:mod:`governed_server.single_user.kernel_jail`).
 
 A directory is tightened only when it is the owner's, not shared (no sticky bit, as ``/tmp`` has),
 not ``/`` and not the home directory: giving a key a shared folder must not lock others out of it.

@@ -32,7 +32,7 @@ from typing import Any
 
 from governed_kernel.policy import load_policy
 from governed_kernel.resources import POLICY_ENV, default_policy_path
-from governed_server.remote import HUB_SERVICE_ENV
+from governed_server.names import HUB_SERVICE_ENV
 
 SERVICE_NAME = "governance"
 APPROVE_SCOPE = "custom:governance:approve"

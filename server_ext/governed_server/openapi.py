@@ -15,8 +15,8 @@ from tornado.web import RequestHandler
 from tornado.websocket import WebSocketHandler
 
 from governed_kernel._version import __version__
-from governed_server.handlers import default_handlers
-from governed_server.handlers.base import KernelHandler
+from governed_server.service.handlers import default_handlers
+from governed_server.service.handlers.base import KernelHandler
 
 METHODS = ("get", "post", "put", "patch", "delete")
 ERROR_STATUSES = {

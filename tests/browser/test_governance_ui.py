@@ -184,8 +184,8 @@ def request_as_kernel(
 ) -> str:
     """Open a pending approval request for ``user`` through the kernel API, with a kernel credential
     minted for the occasion (as the server does for each kernel it starts); returns its id."""
-    from governed_server.credentials import CredentialIssuer
-    from governed_server.store import open_store
+    from governed_server.service.credentials import CredentialIssuer
+    from governed_server.service.store import open_store
 
     store = open_store(db_url(lab))
     try:
@@ -343,8 +343,8 @@ def test_deny_path_stops_the_cell_with_the_reason(lab: Any, open_as: Callable[..
 def test_expiry_and_cancel_paths(lab: Any, open_as: Callable[..., Any]) -> None:
     from sqlalchemy import update
 
-    from governed_server.store import open_store
-    from governed_server.store.schema import approval_requests
+    from governed_server.service.store import open_store
+    from governed_server.service.store.schema import approval_requests
 
     name = write_notebook(lab, "expire.ipynb", "!echo expire-me", "!echo cancel-me")
     bob = open_as("bob")

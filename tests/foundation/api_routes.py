@@ -7,7 +7,7 @@ from typing import Any
 
 from tornado.web import RequestHandler
 
-from governed_server.handlers import default_handlers
+from governed_server.service.handlers import default_handlers
 
 
 def get_routes() -> list[tuple[str, str]]:

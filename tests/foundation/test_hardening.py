@@ -20,7 +20,7 @@ import pytest
 from governance_service import write_test_policy  # type: ignore[import-not-found]
 
 from governed_kernel import KERNEL_NAME
-from governed_server.serve_process import free_port
+from governed_server.single_user.serve_process import free_port
 
 
 @contextmanager
@@ -144,7 +144,7 @@ def test_a_kernelspec_of_the_users_own_does_not_replace_the_governed_kernel(tmp_
 
 
 def test_another_websocket_class_in_the_config_is_replaced_by_the_guard(jp_serverapp: Any) -> None:
-    from governed_server.guard import GuardedKernelConnection
+    from governed_server.single_user.guard import GuardedKernelConnection
 
     assert jp_serverapp.web_app.settings["kernel_websocket_connection_class"] is GuardedKernelConnection
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from governed_server.handlers import default_handlers
 from governed_server.openapi import build
+from governed_server.service.handlers import default_handlers
 
 
 def test_docs_openapi_json_is_up_to_date(repo_root: Path) -> None:

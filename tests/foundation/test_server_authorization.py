@@ -9,7 +9,7 @@ from api_routes import fetch, get_routes  # type: ignore[import-not-found]
 from jupyter_server.auth.authorizer import Authorizer
 from tornado.httpclient import HTTPClientError
 
-from governed_server.handlers.base import AUTH_RESOURCE
+from governed_server.service.handlers.base import AUTH_RESOURCE
 
 CREDENTIAL_ROUTES = ("governance/api/kernel/", "governance/api/servers/kernels/00000000")
 

@@ -78,7 +78,7 @@ async def test_health_says_when_the_store_is_locked(jp_fetch: Any, jp_serverapp:
     every cell's start record: health must say so, not "ok"."""
     import sqlite3
 
-    from governed_server.store.engine import sqlite_path
+    from governed_server.service.store.engine import sqlite_path
 
     service = jp_serverapp.web_app.settings["governed_server"].service
     path = sqlite_path(service.store.engine.url)

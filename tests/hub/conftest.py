@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from hubstack import HubStack  # type: ignore[import-not-found]
+from hubstack import SERVICE_USER, HubStack  # type: ignore[import-not-found]
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 from ws_client import V1, KernelSocket  # type: ignore[import-not-found]
@@ -42,15 +42,15 @@ def hub_kernel(hub: HubStack) -> Iterator[Any]:
             server.delete(f"api/kernels/{kernel_id}")
 
 
-def outputs(messages: list[dict[str, Any]]) -> str:
-    """Everything a cell showed (stream text, errors, results), as one string."""
-    parts: list[str] = []
-    for msg in messages:
-        content = msg["content"]
-        if msg["msg_type"] == "stream":
-            parts.append(content["text"])
-        elif msg["msg_type"] == "error":
-            parts.append(f"{content['ename']}: {content['evalue']}")
-        elif msg["msg_type"] in ("execute_result", "display_data"):
-            parts.append(json.dumps(content.get("data", {})))
-    return "".join(parts)
+@pytest.fixture
+def service_pid() -> Callable[[], int]:
+    """``service_pid()``: the governance service's process (tests stop and resume it)."""
+
+    def find() -> int:
+        found = subprocess.run(
+            ["pgrep", "-u", SERVICE_USER, "-f", "serve --hub"], capture_output=True, text=True, check=False
+        ).stdout.split()
+        assert found, "the governance service is not running"
+        return int(found[0])
+
+    return find

@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import outputs  # type: ignore[import-not-found]
 from hubstack import PEOPLE, SERVICE_USER, HubStack, hub_python  # type: ignore[import-not-found]
+from ws_client import outputs  # type: ignore[import-not-found]
 
 pytestmark = pytest.mark.hub
 
@@ -201,16 +201,8 @@ def test_a_stopped_server_loses_its_kernel_credentials(hub: HubStack) -> None:
     assert status == 403, "a kernel credential outlived its user's server"
 
 
-def service_pid() -> int:
-    found = subprocess.run(
-        ["pgrep", "-u", SERVICE_USER, "-f", "serve --hub"], capture_output=True, text=True, check=False
-    ).stdout.split()
-    assert found, "the governance service is not running"
-    return int(found[0])
-
-
 async def test_while_the_service_is_unreachable_cells_wait_then_go_on_without_a_restart(
-    hub: HubStack, hub_kernel: Any
+    hub: HubStack, hub_kernel: Any, service_pid: Any
 ) -> None:
     import os
     import signal

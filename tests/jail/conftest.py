@@ -16,7 +16,7 @@ from governance_service import TOKENS, write_test_policy  # type: ignore[import-
 
 import governed_kernel
 from governed_server.identity_provider import NamedTokenIdentityProvider
-from governed_server.jail_probe import probe
+from governed_server.single_user.jail_probe import probe
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""The jail's layout as a bubblewrap command, without a server (``governed_server.jail``)."""
+"""The jail's layout as a bubblewrap command, without a server (``governed_server.single_user.jail``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from governed_server.jail import (
+from governed_server.single_user.jail import (
     CORE_FLAGS,
     NEVER_PASSED,
     JailLayout,
@@ -14,7 +14,7 @@ from governed_server.jail import (
     jail_environment,
     python_isolated,
 )
-from governed_server.jail_probe import probe
+from governed_server.single_user.jail_probe import probe
 
 
 @pytest.fixture

@@ -173,7 +173,7 @@ async def test_a_cell_finds_no_secret_and_cannot_undo_the_jail(
         for k, user in ((kernel_id, "alice"), (other_governed, "bob"), (echo, "alice")):
             await stop_kernel(jp_fetch, k, user)
 
-    from governed_server.process_guard import is_dumpable
+    from governed_server.single_user.process_guard import is_dumpable
 
     assert is_dumpable() is False, "the server process must not be dumpable"
     # The check proves something: the cell ran, read what it may, and has its own credential.

@@ -20,7 +20,7 @@ from jail_helpers import auth, run, start_kernel, stop_kernel  # type: ignore[im
 from tornado.httpclient import HTTPClientError
 
 from governed_server.cli.info import jail_text, weakened
-from governed_server.serve_process import ServeProcess
+from governed_server.single_user.serve_process import ServeProcess
 
 pytestmark = pytest.mark.jail
 
@@ -153,7 +153,7 @@ def test_info_reports_the_running_servers_jail(tmp_path: Path) -> None:
 
 def test_the_demo_accepts_the_risk_where_there_is_no_jail_and_says_so_in_one_line(tmp_path: Path) -> None:
     from governed_server.demo import banner, demo_policy_path, server_config
-    from governed_server.jail_probe import BUBBLEWRAP, JailState, disabled, probe
+    from governed_server.single_user.jail_probe import BUBBLEWRAP, JailState, disabled, probe
 
     tokens = {"ana": "a" * 24, "bob": "b" * 24, "_server": "s" * 24}
     policy = demo_policy_path()

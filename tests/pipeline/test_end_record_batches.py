@@ -127,3 +127,30 @@ def test_a_bad_batch_setting_refuses_cells_and_says_how_to_fix_it(governance_ser
             kernel.shutdown()
         assert reply["status"] == "error"
         assert "GOVERNED_AUDIT_BATCH" in reply["evalue"] and repr(value) in reply["evalue"], reply["evalue"]
+
+
+def test_records_sent_again_by_a_restarted_kernel_are_stored_once(governance_service: Any) -> None:
+    """The kernel died after the service stored its end records but before it noted that in its
+    buffer: the restarted kernel sends them again, and each is stored once (their event ids)."""
+    kernel = GovernedKernel(governance_service.kernel_env("alice"))
+    markers = [unique(f"again{n}-") for n in range(3)]
+    try:
+        for marker in markers:
+            assert kernel.execute(f"print({marker!r})").status == "ok"
+        connection = Path(kernel.manager.connection_file)
+        buffer = connection.with_name(f"governed-audit-{connection.stem}.jsonl")
+        lines = buffer.read_text().splitlines()
+        kept = [line for line in lines if '"_delivered"' not in line]
+        assert len(kept) < len(lines) and any(m in "".join(kept) for m in markers), "nothing to send again"
+        # SIGKILL, keeping the connection file (as a restart does): nothing rewrites the buffer
+        kernel.manager.shutdown_kernel(now=True, restart=True)
+        buffer.write_text("".join(line + "\n" for line in kept))  # as if the marks never got written
+        kernel.manager.start_kernel(**kernel.manager._launch_args)
+        kernel.client.wait_for_ready(timeout=TIMEOUT)
+        assert kernel.execute("1 + 1").status == "ok"  # the buffer goes out before this cell's start
+    finally:
+        kernel.shutdown()
+    for marker in markers:
+        records = cell_records(governance_service, marker, until=2)
+        assert [r["event_type"] for r in records] == ["cell.start", "cell.end"], (marker, records)
+        assert len({r["event_id"] for r in records}) == 2

@@ -205,7 +205,7 @@ def test_a_card_number_in_what_the_guard_saw_never_leaves_the_kernel(
     the cell's output, its end record and the approval request built from it show it masked."""
     import json
 
-    from governed_server.store import open_store
+    from governed_server.service.store import open_store
 
     pan = "4111111111111111"
     target = Path("/var/tmp") / unique(f"governed-{pan}-")

@@ -115,3 +115,43 @@ async def test_refusals_never_quote_a_card_number(
         assert status == 400, answer
         assert PAN not in json.dumps(answer) and PAN[-4:] in json.dumps(answer)
     assert PAN not in caplog.text
+
+
+async def test_a_kernel_batch_sent_again_is_stored_once_and_raises_no_false_alarm(
+    api: Api, governance: Any
+) -> None:
+    """The kernel's answer was lost, so it sends the same batch again: one copy in the log, the
+    same seqs in the answer, and the witness book does not take the copy for a request it never
+    saw forwarded."""
+    service = governance.service
+    kernel = ("kernel", service.credentials.mint("k-retry", "alice"))
+    service.witnesses.guards("k-retry")
+    service.witnesses.forwarded("k-retry", "m-1", "alice")
+    records = [
+        {"event_type": "cell.start", "event_id": "start-of-m1-0000", "details": {"msg_id": "m-1"}},
+        {"event_type": "cell.end", "event_id": "end-of-m1-000000", "details": {"msg_id": "m-1"}},
+    ]
+    first = await api(kernel, "POST", "kernel/audit", {"records": records})
+    again = await api(kernel, "POST", "kernel/audit", {"records": records})
+    assert first[0] == again[0] == 201
+    assert again[1]["records"] == first[1]["records"]
+
+    status, listing = await api("dave", "GET", "audit", params={"kernel_id": "k-retry", "limit": 100})
+    assert status == 200
+    kinds = [r["event_type"] for r in listing["records"]]
+    assert kinds == ["cell.start", "cell.end"]
+    assert [r["event_id"] for r in listing["records"]] == ["start-of-m1-0000", "end-of-m1-000000"]
+
+
+async def test_a_kernel_cannot_reuse_the_event_id_of_another_kernels_record(
+    api: Api, governance: Any
+) -> None:
+    service = governance.service
+    alice = ("kernel", service.credentials.mint("k-a", "alice"))
+    mallory = ("kernel", service.credentials.mint("k-m", "mallory"))
+    record = {"event_type": "cell.start", "event_id": "alice-record-0001"}
+    assert (await api(alice, "POST", "kernel/audit", {"records": [record]}))[0] == 201
+    status, body = await api(mallory, "POST", "kernel/audit", {"records": [record]})
+    assert status == 400 and "already the id of another record" in json.dumps(body)
+    status, listing = await api("dave", "GET", "audit", params={"kernel_id": "k-m"})
+    assert status == 200 and listing["records"] == []

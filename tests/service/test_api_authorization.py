@@ -39,7 +39,7 @@ KERNEL_ENDPOINTS = [
 
 
 def test_the_matrix_covers_every_route() -> None:
-    from governed_server.handlers import default_handlers
+    from governed_server.service.handlers import default_handlers
 
     paths = {path for _, path in PEOPLE_ENDPOINTS + KERNEL_ENDPOINTS}
     assert len(default_handlers()) == len(paths)

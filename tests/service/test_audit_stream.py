@@ -25,7 +25,7 @@ from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, w
 
 from governed_kernel import audit_stream
 from governed_kernel.client import GovernanceClient, GovernanceUnavailable, ServiceConfig
-from governed_server.handlers import kernel_stream
+from governed_server.service.handlers import kernel_stream
 
 PAN = "4111111111111111"
 T = TypeVar("T")

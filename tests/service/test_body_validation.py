@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from governed_server.handlers import default_handlers
-from governed_server.handlers.base import _VALIDATORS, SAME_IN_DRAFT7, _keywords, body_problem
-from governed_server.handlers.schemas import AUDIT_INGEST
+from governed_server.service.handlers import default_handlers
+from governed_server.service.handlers.base import _VALIDATORS, SAME_IN_DRAFT7, _keywords, body_problem
+from governed_server.service.handlers.schemas import AUDIT_INGEST
 
 SCHEMAS = {
     f"{handler.__name__}.{method}": schema

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from service_helpers import write_policy  # type: ignore[import-not-found]
 
-from governed_server.service import GovernanceService, ServiceSettings
+from governed_server.service.governance import GovernanceService, ServiceSettings
 
 
 def mode(path: Path) -> int:

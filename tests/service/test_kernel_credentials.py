@@ -12,7 +12,7 @@ import pytest
 from service_helpers import TOKENS, Api  # type: ignore[import-not-found]
 
 import governed_kernel
-from governed_server.store import kernel_credentials
+from governed_server.service.store import kernel_credentials
 
 
 @pytest.fixture
@@ -155,7 +155,7 @@ def test_embedded_batch_runs_draw_ids_the_masker_leaves_alone(
     """``jupyter governance run`` with its embedded service (no server URL) names its kernel too."""
     from governed_kernel.resources import default_policy_path
     from governed_server.ids import new_batch_kernel_id
-    from governed_server.runner import _masker, embedded_service
+    from governed_server.single_user.runner import _masker, embedded_service
 
     masker = _masker(None)
     many = {new_batch_kernel_id(masker) for _ in range(20_000)}

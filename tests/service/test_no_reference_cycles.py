@@ -18,9 +18,9 @@ from jupyter_server.services.sessions.sessionmanager import SessionManager
 
 from governed_kernel.masking import Masker
 from governed_server import ids
-from governed_server.hardening import Hardening, refuse_gateway_kernels, restrict_kernels
-from governed_server.inbound_gate import InboundRegistry
-from governed_server.ownership import KernelOwners
+from governed_server.single_user.hardening import Hardening, refuse_gateway_kernels, restrict_kernels
+from governed_server.single_user.inbound_gate import InboundRegistry
+from governed_server.single_user.ownership import KernelOwners
 
 
 @pytest.fixture

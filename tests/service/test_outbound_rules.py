@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from governed_kernel.masking import Masker
-from governed_server.outbound import Fingerprint, MaskedFileCache, OutboundGuard, OutboundRefused, SaveLedger
+from governed_server.single_user.outbound import (
+    Fingerprint,
+    MaskedFileCache,
+    OutboundGuard,
+    OutboundRefused,
+    SaveLedger,
+)
 
 VISA = "4111111111111111"
 

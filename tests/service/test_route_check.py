@@ -1,6 +1,6 @@
 """Every route is judged at start: one that serves files unmasked stops an enforce-mode server.
 
-The rules (:mod:`governed_server.routes`) are tested on their own, then as an operator meets them:
+The rules (:mod:`governed_server.single_user.routes`) are tested on their own, then as an operator meets them:
 a real ``jupyter server`` with a small extension (``fake_ext/fake_file_route.py``) that adds
 ``/raw/<path>``, a tornado static handler over the root dir. In enforce mode the server exits 1
 before it listens, naming the route and the setting; with the route accepted by that setting it
@@ -27,8 +27,12 @@ from jupyter_server.services.contents.handlers import ContentsHandler
 from tornado import web
 
 from governed_kernel.resources import policies_dir
-from governed_server.handlers.outbound import GuardedContentsHandler, GuardedFileHandler, guarded_classes
-from governed_server.routes import Route, classify, file_serving_reason, refusal
+from governed_server.single_user.handlers.outbound import (
+    GuardedContentsHandler,
+    GuardedFileHandler,
+    guarded_classes,
+)
+from governed_server.single_user.routes import Route, classify, file_serving_reason, refusal
 
 FAKE_EXT = Path(__file__).resolve().parent / "fake_ext"
 PAN = "4111111111111111"

@@ -15,9 +15,9 @@ import httpx
 import pytest
 from service_helpers import TOKENS, cell_request, write_policy  # type: ignore[import-not-found]
 
-from governed_server.credentials import CredentialIssuer
-from governed_server.serve_process import ServeProcess
-from governed_server.store import open_store
+from governed_server.service.credentials import CredentialIssuer
+from governed_server.service.store import open_store
+from governed_server.single_user.serve_process import ServeProcess
 
 CLI = [sys.executable, "-m", "governed_server.cli"]
 

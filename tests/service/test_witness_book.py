@@ -1,8 +1,8 @@
-"""The witness book alone: which forwarded requests settle as what (see governed_server.witness)."""
+"""The witness book alone: which forwarded requests settle as what (see governed_server.service.witness)."""
 
 from __future__ import annotations
 
-from governed_server.witness import WitnessBook
+from governed_server.service.witness import WitnessBook
 
 
 class Clock:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from store_helpers import AuditPaths  # type: ignore[import-not-found]
 
-from governed_server.audit import AuditLog
-from governed_server.store import Store, open_store
+from governed_server.service.audit import AuditLog
+from governed_server.service.store import Store, open_store
 
 
 @pytest.fixture

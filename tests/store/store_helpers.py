@@ -7,9 +7,9 @@ from typing import Any, TypedDict
 
 from sqlalchemy import text
 
-from governed_server.audit import AuditEvent, AuditLog
 from governed_server.audit_records import record_hash
-from governed_server.store import Store
+from governed_server.service.audit import AuditEvent, AuditLog
+from governed_server.service.store import Store
 
 
 def event(n: int, **overrides: Any) -> AuditEvent:

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 
 from governed_kernel.policy.model import Approvals, Members, Roles
-from governed_server.approvals import ApprovalError, ApprovalService, NewRequest
-from governed_server.audit import AuditLog
+from governed_server.approval_model import ApprovalError, NewRequest
 from governed_server.identity import KernelPrincipal, RoleResolver
-from governed_server.store import Store, open_store
+from governed_server.service.approvals import ApprovalService
+from governed_server.service.audit import AuditLog
+from governed_server.service.store import Store, open_store
 
 APPROVERS = [f"approver{n}" for n in range(8)]
 ROLES = Roles(

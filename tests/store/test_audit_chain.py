@@ -20,10 +20,10 @@ from store_helpers import (  # type: ignore[import-not-found]
     sql,
 )
 
-from governed_server.audit import AuditError, AuditInputError, AuditLog, StoredRecord
-from governed_server.audit_checkpoints import CHECKPOINT_FILE, load_or_create_key, sign
 from governed_server.audit_records import record_hash
-from governed_server.store import GENESIS_HASH, Store
+from governed_server.service.audit import AuditError, AuditInputError, AuditLog, StoredRecord
+from governed_server.service.audit_checkpoints import CHECKPOINT_FILE, load_or_create_key, sign
+from governed_server.service.store import GENESIS_HASH, Store
 
 PAN = "4111111111111111"
 AMEX = "3782 822463 10005"
@@ -406,9 +406,13 @@ def test_sqlite_fast_append_stores_what_the_sqlalchemy_path_stores(tmp_path: Pat
         assert fast == core and fast[-1] == " "
         assert head_after_fast == head_after_core
         bodies = [json.loads(str(b)) for (b,) in rows(store, "SELECT body FROM audit_records ORDER BY seq")]
+        ids = [body.pop("event_id") for body in bodies]
+        assert ids[0] != ids[1] and all(ids)
         for body in bodies:
             body.pop("time")
         assert bodies[0] == bodies[1]
+        stored_ids = rows(store, "SELECT event_id FROM audit_records ORDER BY seq")
+        assert [value for (value,) in stored_ids] == ids
         assert audit.verify().ok
         now = datetime.now(timezone.utc)
         assert len(audit.query(since=now - timedelta(minutes=1), until=now + timedelta(minutes=1))) == 2

@@ -7,8 +7,8 @@ import multiprocessing
 from sqlalchemy import func, select
 from store_helpers import AuditPaths, event  # type: ignore[import-not-found]
 
-from governed_server.audit import AuditLog
-from governed_server.store import Store, audit_records, open_store
+from governed_server.service.audit import AuditLog
+from governed_server.service.store import Store, audit_records, open_store
 
 WRITERS = 20
 PER_WRITER = 50

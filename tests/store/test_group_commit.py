@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from store_helpers import event  # type: ignore[import-not-found]
 
-from governed_server.audit import AuditLog
-from governed_server.store import Store
+from governed_server.service.audit import AuditLog
+from governed_server.service.store import Store
 
 
 def synchronous_level(store: Store) -> int:
@@ -109,7 +109,7 @@ def test_with_an_interval_the_syncer_checkpoints_off_the_committing_thread(
     """Commits never checkpoint (no commit waits for the copy and its fsyncs); the syncer does, once
     the log is big enough. Without the syncer's checkpoint the database file would not change at
     all until the store closes: the control case shows the test can tell."""
-    from governed_server.store import wal_sync
+    from governed_server.service.store import wal_sync
 
     monkeypatch.setattr(wal_sync, "CHECKPOINT_BYTES", 64 * 1024)
     monkeypatch.setattr(wal_sync, "CHECKPOINT_GAP_S", 0.0)

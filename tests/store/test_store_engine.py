@@ -13,8 +13,9 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.exc import IntegrityError
 from store_helpers import event  # type: ignore[import-not-found]
 
-from governed_server.audit import AuditLog
-from governed_server.store import (
+from governed_server.audit_records import finish_body, prepare, record_hash
+from governed_server.service.audit import AuditLog
+from governed_server.service.store import (
     Store,
     StoreError,
     approval_decisions,
@@ -179,8 +180,8 @@ def test_older_schema_is_upgraded_on_open_and_keeps_data(db_url: str, tmp_path: 
     request_id = str(uuid.uuid4())
     with old.begin() as connection:
         connection.execute(insert(approval_requests).values(**request_row(request_id)))
+    append_as_before_event_ids(old, 5)
     old_log = AuditLog(old, signing_key_path=tmp_path / "k.pem", checkpoint_dir=tmp_path / "cp")
-    old_log.append([event(n) for n in range(5)])
     old_log.checkpoint()
     old.close()
 
@@ -198,6 +199,36 @@ def test_older_schema_is_upgraded_on_open_and_keeps_data(db_url: str, tmp_path: 
             assert compare_metadata(MigrationContext.configure(connection), metadata) == []
     finally:
         upgraded.close()
+
+
+def append_as_before_event_ids(store: Store, count: int) -> None:
+    """Records as the releases before schema revision 0004 wrote them: no event id, in the body or
+    in a column (the column does not exist yet)."""
+    now = datetime.now(timezone.utc)
+    prev = "0" * 64
+    with store.begin() as connection:
+        for seq in range(1, count + 1):
+            prepared = prepare(event(seq), output_cap=1024)
+            del prepared.body["event_id"]
+            body, body_text = finish_body(prepared, now)
+            digest = record_hash(seq, prev, body_text)
+            connection.execute(
+                text(
+                    'INSERT INTO audit_records (seq, event_time, "user", claimed_user, event_type, '
+                    "outcome, kernel_id, notebook, body, prev_hash, hash) VALUES (:seq, :time, :user, "
+                    ":claimed, :type, :outcome, :kernel, :notebook, :body, :prev, :hash)"
+                ),
+                {
+                    "seq": seq, "time": now, "user": body["user"], "claimed": body["claimed_user"],
+                    "type": body["event_type"], "outcome": body["outcome"],
+                    "kernel": body["origin"]["kernel_id"], "notebook": body["origin"]["notebook"],
+                    "body": body_text, "prev": prev, "hash": digest,
+                },
+            )  # fmt: skip
+            prev = digest
+        connection.execute(
+            text("UPDATE audit_head SET seq = :seq, hash = :hash WHERE id = 1"), {"seq": count, "hash": prev}
+        )
 
 
 def test_opening_twice_is_harmless(db_url: str) -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from store_helpers import AuditPaths, fill, set_head, sql  # type: ignore[import-not-found]
 
-from governed_server.audit import AuditLog
 from governed_server.cli import main
-from governed_server.store import Store
+from governed_server.service.audit import AuditLog
+from governed_server.service.store import Store
 
 
 def verify(db_url: str, checkpoint_dir: Path, *extra: str) -> list[str]:
@@ -86,7 +86,7 @@ def test_quiet_prints_nothing(
 def test_pinned_public_key_rejects_checkpoints_of_another_key(
     audit: AuditLog, db_url: str, audit_paths: AuditPaths, tmp_path: Path
 ) -> None:
-    from governed_server.audit_checkpoints import load_or_create_key, public_pem
+    from governed_server.service.audit_checkpoints import load_or_create_key, public_pem
 
     fill(audit, 2)
     audit.checkpoint()

@@ -11,7 +11,8 @@ and :attr:`Retraction.outputs`, the cell's outputs again with the stream masked 
 output after a ``wait`` clear replaces the area, so the client never keeps the joined digits.
 
 The same model runs in the kernel (first line, :mod:`governed_kernel.session`) and in the server's
-data-path guard (when the kernel's own masking was bypassed, :mod:`governed_server.guard`), with the
+data-path guard (when the kernel's own masking was bypassed,
+:mod:`governed_server.single_user.guard`), with the
 scanner and carry-over rules of :mod:`governed_kernel.masking.stream`.
 
 Bounded: a cell's retained outputs are capped (``cap`` characters); older ones are forgotten and a

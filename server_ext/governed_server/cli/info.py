@@ -60,8 +60,8 @@ def installation() -> dict[str, Any]:
     from governed_kernel import KERNEL_NAME
     from governed_kernel._version import __version__
     from governed_kernel.resources import default_policy_path
-    from governed_server.jail_probe import probe
     from governed_server.paths import default_db_url, redact_db_url
+    from governed_server.single_user.jail_probe import probe
 
     try:
         kernelspec_dir: str | None = KernelSpecManager().get_kernel_spec(KERNEL_NAME).resource_dir

@@ -49,7 +49,13 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from governed_kernel.resources import default_policy_path
     from governed_server.paths import default_db_url
-    from governed_server.runner import RunError, describe_exit, embedded_service, remote_service, run_notebook
+    from governed_server.single_user.runner import (
+        RunError,
+        describe_exit,
+        embedded_service,
+        remote_service,
+        run_notebook,
+    )
 
     if not args.notebook.is_file():
         raise CLIError(f"no such notebook: {args.notebook}", EXIT_USAGE)

@@ -54,10 +54,10 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from governed_server.audit import AuditError, AuditLog, default_checkpoint_dir
     from governed_server.paths import default_db_url
-    from governed_server.store import StoreError, normalise_url, open_store, redact
-    from governed_server.store.engine import sqlite_path
+    from governed_server.service.audit import AuditError, AuditLog, default_checkpoint_dir
+    from governed_server.service.store import StoreError, normalise_url, open_store, redact
+    from governed_server.service.store.engine import sqlite_path
 
     url = args.db_url or default_db_url()
     try:
