@@ -91,39 +91,27 @@ class CredentialIssuer:
 
     def renew(self, kernel_id: str, lease: timedelta) -> datetime | None:
         """Extend the lease of the kernel's live credentials; None when none is live any more."""
-        now = datetime.now(timezone.utc)
-        expires = now + lease
-        with self.store.begin() as connection:
-            result = connection.execute(
-                update(kernel_credentials)
-                .where(
-                    and_(
-                        kernel_credentials.c.kernel_id == kernel_id,
-                        kernel_credentials.c.revoked_at.is_(None),
-                        kernel_credentials.c.expires_at.is_not(None),
-                        kernel_credentials.c.expires_at > now,
-                    )
-                )
-                .values(expires_at=expires)
-            )
-        return expires if result.rowcount else None
+        return self._extend(kernel_id, lease, kernel_credentials.c.expires_at > datetime.now(timezone.utc))
 
     def reinstate(self, kernel_id: str, username: str, lease: timedelta) -> datetime | None:
         """A new lease for credentials of ``username``'s kernel that lapsed only because they were not
         renewed in time (the service was unreachable longer than a lease): the kernel goes on with
         the credentials it has. Revoked credentials (the kernel shut down, the Hub said its server
         stopped) stay revoked: None."""
-        now = datetime.now(timezone.utc)
-        expires = now + lease
+        return self._extend(kernel_id, lease, kernel_credentials.c.username == username)
+
+    def _extend(self, kernel_id: str, lease: timedelta, condition: Any) -> datetime | None:
+        """A new end for the kernel's leased, unrevoked credentials that meet ``condition``."""
+        expires = datetime.now(timezone.utc) + lease
         with self.store.begin() as connection:
             result = connection.execute(
                 update(kernel_credentials)
                 .where(
                     and_(
                         kernel_credentials.c.kernel_id == kernel_id,
-                        kernel_credentials.c.username == username,
                         kernel_credentials.c.revoked_at.is_(None),
                         kernel_credentials.c.expires_at.is_not(None),
+                        condition,
                     )
                 )
                 .values(expires_at=expires)

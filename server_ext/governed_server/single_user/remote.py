@@ -249,8 +249,10 @@ class RemoteCredentials:
             try:
                 self.call(kernel_id, "POST", f"servers/kernels/{kernel_id}", json={"lease_seconds": LEASE_S})
             except ApprovalError as error:
-                if error.status != 410:
-                    raise
+                if error.status != 410:  # refused otherwise: logged, tried again in a few seconds
+                    renewed = False
+                    log.warning("governed_server: renewing the lease of kernel %s: %s", kernel_id, error)
+                    continue
                 try:  # the credentials lapsed between two renewals
                     self.reinstate(kernel_id)
                 except (ServiceUnavailable, CredentialRevoked) as lapsed:
