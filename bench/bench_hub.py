@@ -40,6 +40,8 @@ those 40 ms per cell; a pause of 0.1 s lets each cell start on an idle connectio
 
 Measured:
 
+- **integrity alerts**: ``integrity.*`` records about the kernels (none is due: every cell passed
+  the guard and was recorded by its kernel), read once the witnesses' grace period has passed.
 - **cells lost**: for every cell sent to a governed kernel, the audit log (auditor's
   ``GET audit?kernel_id=``) must hold its ``cell.start`` and ``cell.end`` (matched by the request's
   ``msg_id``); the server's ``request.execute`` is checked too. Must be 0; then ``GET audit/verify``.
@@ -55,7 +57,7 @@ Measured:
   its CPU time over the load phase.
 
 Targets (issue 16): 0 cells lost, verify valid, request → visible and decision → running < 1 s p99.
-Exit status 1 when a cell was lost or failed, or verify failed.
+Exit status 1 when a cell was lost or failed, verify failed, or an integrity alert was raised.
 """
 
 from __future__ import annotations
@@ -100,6 +102,9 @@ PLAIN_USER = f"{PREFIX}plain"
 APPROVERS = ("appr1", "appr2")
 CELL_TIMEOUT_S = 180
 TARGET_S = 1.0
+WITNESS_GRACE_S = 5.0
+"""The service's ``witness_grace_seconds`` here (30 by default), so that the check below need not
+wait long for an alert that would be due."""
 
 CHEAP = [
     "x{b} = {b} * 2",
@@ -774,6 +779,9 @@ async def load(
     cpu_groups = groups.since()
     load_s = finished - started
     print(f"  load phase {load_s:.1f} s; checking the audit log ...", flush=True)
+    # A false integrity alert (a kernel record taken for one of a request never forwarded) would
+    # only be written once the witnesses' grace period passed: wait for it before reading.
+    await asyncio.sleep(WITNESS_GRACE_S + 6)  # and the service sweeps every 5 s
 
     # -- the audit log --------------------------------------------------------------------------
     auditor = httpx.AsyncClient(
@@ -784,10 +792,13 @@ async def load(
     examples: list[str] = []
     masked_examples: list[str] = []
     record_count = 0
+    by_type: dict[str, int] = {}
     try:
         for kernel in governed:
             records = await audit_records(auditor, kernel.kernel_id)
             record_count += len(records)
+            for record in records:
+                by_type[record["event_type"]] = by_type.get(record["event_type"], 0) + 1
             mine = [r for r in runs if r.side == "governed" and r.kernel == kernel.index]
             missing, via_mask = lost_cells(mine, records)
             for kind in KINDS:
@@ -802,6 +813,7 @@ async def load(
         await auditor.aclose()
     for kernel in kernels:
         kernel.socket.ws.close()
+    alerts = sum(count for kind, count in by_type.items() if kind.startswith("integrity."))
 
     # -- figures ---------------------------------------------------------------------------------
     gov_runs = [r for r in runs if r.side == "governed"]
@@ -875,6 +887,8 @@ async def load(
         "verify": verify,
         "verify_seconds": round(verify_s, 2),
         "audit_records_of_the_kernels": record_count,
+        "records_by_type": dict(sorted(by_type.items(), key=lambda item: -item[1])),
+        "integrity_alerts": alerts,
         "cell_ms": {side: spread(v) for side, v in ungated.items()},
         "overhead_ms": {
             "p50": round((p50["governed"] - p50["plain"]) * 1000, 1),
@@ -913,6 +927,7 @@ async def load(
         },
         "targets": {
             "cells_lost_0": lost == 0,
+            "integrity_alerts_0": alerts == 0,
             "verify_valid": bool(verify.get("ok")),
             "sent_to_visible_p99_lt_1s": visible["p99_ms"] < TARGET_S * 1000,
             "decision_to_running_p99_lt_1s": running["p99_ms"] < TARGET_S * 1000,
@@ -952,6 +967,7 @@ def print_table(s: dict[str, Any]) -> None:
             f"{max(s['cells_with_masked_msg_id'].values())} (found by pattern; counted as recorded)",
             "",
         ),
+        ("integrity alerts (none is due)", str(s["integrity_alerts"]), met(t["integrity_alerts_0"])),
         ("verify", f"{s['verify'].get('summary')} ({s['verify_seconds']} s)", met(t["verify_valid"])),
         ("per cell, plain python3", show(c["plain"]), ""),
         ("per cell, governed via Hub", show(c["governed"]), ""),
@@ -979,6 +995,7 @@ def print_table(s: dict[str, Any]) -> None:
             f"best 5 s {s['records_per_s_best_5s']}",
             "",
         ),
+        ("— records by type", ", ".join(f"{k} {v}" for k, v in s["records_by_type"].items()), ""),
         ("service peak RSS", f"{s['service_peak_rss_mb']} MB (VmHWM); CPU {s['service_cpu_s']} s", ""),
         ("CPU s in the load phase", ", ".join(f"{k} {v}" for k, v in s["cpu_s_by_part"].items()), ""),
         ("load average", f"mean {s['load_average']['mean']}, max {s['load_average']['max']}", ""),
@@ -1056,6 +1073,7 @@ def main() -> int:
             stack = HubStack(
                 db_url=cluster.create_database("governance"), root=root, people=people, groups=groups,
                 service_user=SERVICE_USER,
+                service_args=[f"--GovernedServerApp.witness_grace_seconds={WITNESS_GRACE_S}"],
             )  # fmt: skip
             print(
                 f"starting the Hub, its governance service and {args.users} single-user servers ...",
@@ -1087,7 +1105,8 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2))
     failed = summary["cells_lost"] or summary["cells_failed"]["governed"] or summary["cells_failed"]["plain"]
-    return 1 if failed or not summary["targets"]["verify_valid"] else 0
+    wrong = not summary["targets"]["verify_valid"] or summary["integrity_alerts"]
+    return 1 if failed or wrong else 0
 
 
 if __name__ == "__main__":

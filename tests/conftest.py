@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from governance_service import GovernanceService, write_test_policy  # type: ignore[import-not-found]
-from hubstack import HubStack, HubUnavailable  # type: ignore[import-not-found]
+from hubstack import HUB_WITNESS_GRACE_S, HubStack, HubUnavailable  # type: ignore[import-not-found]
 from pgcluster import PgCluster, PgUnavailable  # type: ignore[import-not-found]
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
@@ -85,7 +85,9 @@ def hub() -> Iterator[HubStack]:
         cluster = PgCluster(password=secrets.token_hex(12)).start()
     except PgUnavailable as error:
         pytest.fail(str(error), pytrace=False)
-    stack = HubStack(db_url=cluster.create_database("governance"))
+    # A short witness grace (30 s by default), so a test can wait for an alert that would be due.
+    grace = f"--GovernedServerApp.witness_grace_seconds={HUB_WITNESS_GRACE_S}"
+    stack = HubStack(db_url=cluster.create_database("governance"), service_args=[grace])
     try:
         stack.start()
         stack.start_server("analyst")

@@ -60,6 +60,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+HUB_WITNESS_GRACE_S = 3.0
+"""The tests' Hub service waits this long (30 s by default) for the second witness of a cell."""
+
+
 def hub_python() -> Path:
     """The Python the Hub's users run; it must be executable by someone who is not root."""
     path = Path(os.environ.get(HUB_PYTHON_ENV) or DEFAULT_HUB_PYTHON)
@@ -98,6 +102,8 @@ class HubStack:
     """Role name → OS user (``user_url``, ``token``... take either); the Hub allows these users only."""
     groups: dict[str, list[str]] = field(default_factory=lambda: {k: list(v) for k, v in GROUPS.items()})
     """Hub groups and their members (the policy's roles name the groups)."""
+    service_args: list[str] = field(default_factory=list)
+    """More ``--GovernedServerApp.x=y`` options for the service's command line."""
     service_user: str = SERVICE_USER
     """The governance service's OS user. :meth:`stop` ends every process of it and of ``people``,
     so two stacks on one machine need their own users."""
@@ -161,11 +167,12 @@ class HubStack:
                     "name": "test-admin", "services": ["test-admin"],
                     "scopes": ["admin:users", "admin:servers", "tokens", "read:users", "read:servers"],
                 }}]
-                configure(
+                entry = configure(
                     c, db_url={self.db_url!r}, policy={str(self.policy_path)!r},
                     service_user={self.service_user!r}, state_dir={str(self.state_dir)!r},
                     port={self.service_port}, python={str(python)!r}, groups={self.groups!r},
                 )
+                entry["command"] += {self.service_args!r}
                 """
             )
         )

@@ -80,8 +80,14 @@ class GovernanceClient:
         seconds = max(0, min(60, int(timeout)))
         return await self._call("GET", f"kernel/approvals/{request_id}/wait", params={"timeout": seconds})
 
-    async def use(self, request_id: str, cell_hash: str) -> dict[str, Any]:
-        return await self._call("POST", f"kernel/approvals/{request_id}/use", json={"cell_hash": cell_hash})
+    async def use(
+        self, request_id: str, cell_hash: str, records: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        """Use an approval; ``records`` (the cell's start record) are stored with the use or not at all."""
+        body: dict[str, Any] = {"cell_hash": cell_hash}
+        if records:
+            body["records"] = records
+        return await self._call("POST", f"kernel/approvals/{request_id}/use", json=body)
 
     async def cancel(self, request_id: str) -> dict[str, Any]:
         return await self._call("POST", f"kernel/approvals/{request_id}/cancel", json={})

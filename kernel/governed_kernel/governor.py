@@ -177,13 +177,16 @@ class Governor:
                 await self._send([self._record("cell.denied", cell, decision, outcome="failure")])
                 raise CellBlocked("PolicyDenied", self._denied_message(decision))
             checked = _server_approval(self.kernel)
+            pending: PendingStart | None = None
             if checked:  # the server held the cell until this approval existed: check it and use it
-                await self._send([])
-                approval = await self._use_approval(cell, checked)
+                approval = await self._use_and_start(cell, decision, checked)
             elif action == "approve":
                 await self._send([])  # earlier cells' end records first, then the request
-                approval = await self._obtain_approval(cell, decision)
-            pending = await self._deliver_start(cell, decision, approval)
+                approval = await self._use_and_start(
+                    cell, decision, await self._obtain_approval(cell, decision)
+                )
+            else:
+                pending = await self._deliver_start(cell, decision, None)
         except CellBlocked as blocked:
             return self._blocked(cell, blocked)
         return await self._run(cell, decision, approval, run, pending)
@@ -271,7 +274,8 @@ class Governor:
 
     # -- approvals -----------------------------------------------------------------------------------
 
-    async def _obtain_approval(self, cell: Cell, decision: Decision) -> Approval:
+    async def _obtain_approval(self, cell: Cell, decision: Decision) -> str:
+        """Ask for an approval and wait for it; the approved request's id."""
         assert self.client is not None and self.policy is not None
         escalation = self.escalated.get(cell.cell_hash)
         rules = [
@@ -302,12 +306,23 @@ class Governor:
             view = await self._wait_for_decision(view)
         if view["status"] != "approved":
             raise CellBlocked(*refusal(view))
-        return await self._use_approval(cell, view["id"])
+        return str(view["id"])
 
-    async def _use_approval(self, cell: Cell, request_id: str) -> Approval:
-        """Use an approval once (the service checks it binds this cell, this user, this policy)."""
+    async def _use_and_start(self, cell: Cell, decision: Decision, request_id: str) -> Approval:
+        """Use an approval once (the service checks it binds this cell, this user, this policy) and
+        store the cell's start record in the same call: the start record is stored with the use or
+        not at all, and the approved cell is one round trip from running."""
         assert self.client is not None
-        view = await self._service(self.client.use(request_id, cell.cell_hash), "use the approval")
+        client = self.client
+        start = self._start_record(cell, decision, Approval(request_id=request_id, decisions=[]))
+        try:  # earlier cells' end records first
+            view = await self.delivery.send_then(
+                lambda: self._service(
+                    client.use(request_id, cell.cell_hash, records=[start]), "use the approval"
+                )
+            )
+        except AuditUndelivered as error:
+            raise CellBlocked("AuditUnavailable", str(error)) from None
         return Approval(request_id=view["id"], decisions=view.get("decisions", []))
 
     async def _wait_for_decision(self, view: dict[str, Any]) -> dict[str, Any]:
@@ -420,14 +435,18 @@ class Governor:
         record["details"] = self._mask_data(record["details"])
         return record
 
+    def _start_record(self, cell: Cell, decision: Decision, approval: Approval | None) -> dict[str, Any]:
+        record = self._record("cell.start", cell, decision, approval=approval)
+        if decision.mode == "observe" and decision.action != "allow":
+            record["details"]["observe_would_have"] = decision.action
+        return record
+
     async def _deliver_start(
         self, cell: Cell, decision: Decision, approval: Approval | None
     ) -> PendingStart | None:
         """Send the start record. On the audit stream its answer is read later, just before the
         cell's code runs (:mod:`governed_kernel.start_gate`); over HTTP it is delivered now (None)."""
-        record = self._record("cell.start", cell, decision, approval=approval)
-        if decision.mode == "observe" and decision.action != "allow":
-            record["details"]["observe_would_have"] = decision.action
+        record = self._start_record(cell, decision, approval)
         if getattr(getattr(self.kernel, "shell", None), "transform_ast", None) is None:  # no gate to hold it
             await self._send([record])
             return None

@@ -25,14 +25,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from governed_kernel.audit_buffer import AuditBuffer
 from governed_kernel.audit_stream import PendingBatch
 from governed_kernel.client import ApprovalRefused, GovernanceClient, GovernanceUnavailable
 from governed_kernel.start_gate import UNDELIVERED, PendingStart
 
+T = TypeVar("T")
 BATCH_ENV = "GOVERNED_AUDIT_BATCH"
 END_BATCH_SIZE = 1
 """End records that may wait for a batch (the default of ``GOVERNED_AUDIT_BATCH``): none."""
@@ -82,19 +83,31 @@ class RecordDelivery:
 
     async def send(self, records: list[dict[str, Any]]) -> None:
         """Deliver every buffered record, then ``records``, and wait; raise AuditUndelivered if not."""
-        assert self.client is not None
         self._cancel_idle_flush()
         async with self._lock:
-            self._settle()
-            waiting = self.buffer.pending()
-            batch = waiting + records
-            try:
-                for first in range(0, len(batch), MAX_MESSAGE_RECORDS):
-                    await self.client.send_audit(batch[first : first + MAX_MESSAGE_RECORDS])
-            except (GovernanceUnavailable, ApprovalRefused) as error:
-                raise AuditUndelivered(f"{UNDELIVERED}: {error}") from None
-            if waiting:
-                self.buffer.forget_first(len(waiting))
+            await self._deliver_waiting(records)
+
+    async def send_then(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Deliver every buffered record, then make ``call``, a request that stores records of its
+        own (an approval's use with the cell's start record), before any other batch can go."""
+        self._cancel_idle_flush()
+        async with self._lock:
+            await self._deliver_waiting([])
+            return await call()
+
+    async def _deliver_waiting(self, records: list[dict[str, Any]]) -> None:
+        """With the lock held: the buffered records, then ``records``; raise AuditUndelivered if not."""
+        assert self.client is not None
+        self._settle()
+        waiting = self.buffer.pending()
+        batch = waiting + records
+        try:
+            for first in range(0, len(batch), MAX_MESSAGE_RECORDS):
+                await self.client.send_audit(batch[first : first + MAX_MESSAGE_RECORDS])
+        except (GovernanceUnavailable, ApprovalRefused) as error:
+            raise AuditUndelivered(f"{UNDELIVERED}: {error}") from None
+        if waiting:
+            self.buffer.forget_first(len(waiting))
 
     async def start(self, records: list[dict[str, Any]]) -> PendingStart | None:
         """Put ``records`` (a start record) on the audit stream and return at once; its answer (and the

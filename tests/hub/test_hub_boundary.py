@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hubstack import PEOPLE, SERVICE_USER, HubStack, hub_python  # type: ignore[import-not-found]
+from hubstack import HUB_WITNESS_GRACE_S, PEOPLE, SERVICE_USER, HubStack, hub_python  # type: ignore[import-not-found]
 from ws_client import outputs  # type: ignore[import-not-found]
 
 pytestmark = pytest.mark.hub
@@ -169,6 +169,24 @@ async def test_a_gated_cell_waits_until_an_approver_approves_then_runs(
     assert authority["hub_scopes"] == ["custom:governance:approve"] and authority["hub_token_id"], authority
     assert "card-data-approvers" in authority["groups"], authority
     assert verify.status_code == 200 and verify.json()["valid"], verify.text
+
+
+async def test_ordinary_cells_raise_no_integrity_alert(hub: HubStack, hub_kernel: Any) -> None:
+    """Both witnesses of each cell arrive, in whichever order: the kernel's start record at once,
+    the single-user server's report of the forward a second later. No alert once the grace passed."""
+    kernel = await hub_kernel("analyst")
+    for n in range(5):
+        shown = outputs(await kernel.finished(kernel.execute(f"print('cell', {n} * 7)")))
+        assert f"cell {n * 7}" in shown, shown
+    await asyncio.sleep(HUB_WITNESS_GRACE_S + 6)  # past the grace and the service's next sweep (5 s)
+    with hub.service("auditor") as auditor:
+        records = auditor.get("audit", params={"kernel_id": kernel.kernel_id, "limit": 1000}).json()[
+            "records"
+        ]
+    kinds = [r["event_type"] for r in records]
+    assert kinds.count("cell.start") == 5 and kinds.count("request.execute") == 5, kinds
+    alerts = [r["data"]["details"] for r in records if r["event_type"].startswith("integrity.")]
+    assert not alerts, alerts
 
 
 async def test_the_approvers_panel_calls_reach_the_service_through_their_own_server(hub: HubStack) -> None:

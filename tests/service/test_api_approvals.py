@@ -57,6 +57,43 @@ async def test_request_approve_wait_and_use(api: Api, governance: Any) -> None:
     assert (status, used["uses"]) == (200, 1)
 
 
+def start_record(cell_hash: str, approval_id: str) -> dict[str, Any]:
+    return {"event_type": "cell.start", "event_id": "start-record-of-cell-1", "cell_hash": cell_hash,
+            "code": "!ls /data", "approval_id": approval_id}  # fmt: skip
+
+
+async def audit_kinds(api: Api, approval_id: str) -> list[str]:
+    status, listing = await api("dave", "GET", "audit", params={"limit": 500})
+    assert status == 200, listing
+    ordered = sorted(listing["records"], key=lambda record: int(record["seq"]))
+    return [r["event_type"] for r in ordered if r["data"].get("approval_id") == approval_id]
+
+
+async def test_the_start_record_is_stored_with_the_use_or_not_at_all(api: Api, governance: Any) -> None:
+    """One call uses the approval and stores the cell's start record, in one transaction."""
+    kernel = kernel_of(governance, "alice")
+    request = await open_request(api, governance, kernel)
+    await api("bob", "POST", f"approvals/{request['id']}/decision", {"decision": "approve", "reason": "ok"})
+    use = f"kernel/approvals/{request['id']}/use"
+    wrong = cell_request("!rm -rf /data", policy_version=version(governance))["cell_hash"]
+    start = start_record(request["cell_hash"], request["id"])
+    status, _ = await api(
+        kernel, "POST", use, {"cell_hash": wrong, "records": [{**start, "cell_hash": wrong}]}
+    )
+    assert status == 409  # refused: neither the use nor the start record is stored
+    malformed = {**start, "event_type": "approval.decided"}  # kernels cannot write approval records
+    status, _ = await api(kernel, "POST", use, {"cell_hash": request["cell_hash"], "records": [malformed]})
+    assert status == 400
+    assert "cell.start" not in await audit_kinds(api, request["id"])
+    status, used = await api(kernel, "POST", use, {"cell_hash": request["cell_hash"], "records": [start]})
+    assert (status, used["uses"], len(used["records"])) == (200, 1, 1)
+    kinds = await audit_kinds(api, request["id"])
+    assert kinds[-2:] == ["approval.used", "cell.start"], kinds
+    status, listing = await api("dave", "GET", "audit", params={"limit": 500})
+    [stored] = [r for r in listing["records"] if r["event_type"] == "cell.start"]
+    assert (stored["user"], stored["seq"]) == ("alice", used["records"][0]["seq"])
+
+
 async def test_nobody_approves_their_own_request_not_even_an_approver(api: Api, governance: Any) -> None:
     request = await open_request(api, governance, kernel_of(governance, "erin"))
     status, body = await api(

@@ -337,6 +337,24 @@ async def test_a_cell_sent_to_the_kernel_around_the_server_is_an_integrity_alert
     assert start and start[0]["data"]["details"]["guard"] == "none"
 
 
+async def test_a_msg_id_holding_a_card_number_is_masked_and_still_witnessed(
+    governed_kernelspec: None, open_kernel: Any, api: Api, governance: Any
+) -> None:
+    """Clients choose msg_ids: one with a card number in it is stored masked by both witnesses, and
+    the two records still match (no false alarm, no number in the log)."""
+    kernel = await open_kernel("alice", V1, "governed-python")
+    msg_id = "m-4111111111111111-1"
+    kernel.execute("print(6 * 7)", header={"msg_id": msg_id})
+    answers = await kernel.finished(msg_id, timeout=60)
+    assert "42" in texts(answers), answers
+    await asyncio.sleep(0.5)  # past the grace period
+    governance.service.settle_witnesses()
+    logged = [r for r in await records(api) if "-1" in msg_id_of(r) and msg_id_of(r).startswith("m-")]
+    kinds = [r["event_type"] for r in logged]
+    assert kinds == ["request.execute", "cell.start", "cell.end"], kinds  # and no integrity alert
+    assert all("4111111111111111" not in json.dumps(r) for r in logged), logged
+
+
 async def test_a_cell_aborted_after_an_error_is_told_apart_from_a_missing_witness(
     governed_kernelspec: None, open_kernel: Any, api: Api, governance: Any
 ) -> None:

@@ -32,6 +32,7 @@ from governed_server.approval_model import (
     Status,
     utcnow,
 )
+from governed_server.audit_records import AuditEvent
 from governed_server.identity import KernelPrincipal, Person, RoleResolver
 from governed_server.service.audit_events import AuditSink, transition_event
 from governed_server.service.store import Store, approval_decisions, approval_requests
@@ -106,6 +107,15 @@ class ApprovalService:
 
     def consume(self, kernel: KernelPrincipal, request_id: str, cell_hash: str) -> ApprovalView:
         """The kernel is about to run an approved cell: check the binding and count the use."""
+        return self.consume_and_record(kernel, request_id, cell_hash, [])[0]
+
+    def consume_and_record(
+        self, kernel: KernelPrincipal, request_id: str, cell_hash: str, events: Sequence[AuditEvent]
+    ) -> tuple[ApprovalView, list[Any]]:
+        """:meth:`consume`, with the kernel's ``events`` (the cell's start record) stored after the
+        use in the same transaction: one round trip and one commit on the way to running the cell,
+        and no start record without its use (nor a use refused after its start record). Returns the
+        view and the stored records of ``events``."""
         now = self.clock()
         with self.store.begin() as connection:
             self._expire_due(connection, now)
@@ -128,10 +138,10 @@ class ApprovalService:
                 .values(uses=approval_requests.c.uses + 1)
             )
             view = self._load(connection, request_id)
-            self.audit.append(
-                [transition_event("approval.used", kernel.username, view)], connection=connection
+            stored = self.audit.append(
+                [transition_event("approval.used", kernel.username, view), *events], connection=connection
             )
-            return view
+            return view, stored[1:]
 
     # -- people ----------------------------------------------------------------------------------
 

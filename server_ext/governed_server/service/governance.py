@@ -150,7 +150,10 @@ class GovernanceService:
         if clock is not None:
             self.approvals.clock = clock
         self.waiters = ApprovalWaiters()
-        self.witnesses = WitnessBook(grace_s=settings.witness_grace_seconds)
+        self.witnesses = WitnessBook(
+            grace_s=settings.witness_grace_seconds,
+            masked=lambda msg_id: str(self.masker.mask_text(msg_id)[0]),
+        )
         self.notifier: Notifier | None = None
         """The approvers' webhook, when the operator configured one (``notifier``)."""
         self.event_logger = event_logger
@@ -168,6 +171,9 @@ class GovernanceService:
             self.event_logger.emit(schema_id=schema_id, data=data)
         except Exception:
             log.exception("governed_server: could not emit a %s event", schema_id)
+
+    def _masked_text(self, text: str) -> str:
+        return str(self.masker.mask_text(text)[0])
 
     def announce(self, event_type: str, view: ApprovalView, actor: str) -> None:
         """Wake waiting kernels and push the transition to listeners (side panel, SIEM)."""
@@ -269,22 +275,42 @@ class GovernanceService:
 
         The actor is the credential's user, never a field of the record. Raises AuditInputError.
         """
-        events = [
+        stored = self.audit.append(self._kernel_events(kernel, records, client_addr))
+        self._ingested(kernel, records, stored)
+        return stored
+
+    def use_approval(
+        self,
+        kernel: KernelPrincipal,
+        request_id: str,
+        cell_hash: str,
+        records: list[dict[str, Any]],
+        client_addr: str,
+    ) -> tuple[ApprovalView, list[StoredRecord]]:
+        """The kernel uses an approval and, in the same transaction, stores its ``records`` (the
+        cell's start record). Raises ApprovalError or AuditInputError (then nothing is stored)."""
+        events = self._kernel_events(kernel, records, client_addr)
+        view, stored = self.approvals.consume_and_record(kernel, request_id, cell_hash, events)
+        self.announce("approval.used", view, kernel.username)
+        self._ingested(kernel, records, stored)
+        return view, stored
+
+    def _kernel_events(
+        self, kernel: KernelPrincipal, records: list[dict[str, Any]], client_addr: str
+    ) -> list[AuditEvent]:
+        return [
             submitted_event(record, kernel, client_addr=client_addr, server=self.settings.server_id)
             for record in records
         ]
-        stored = self.audit.append(events)
+
+    def _ingested(
+        self, kernel: KernelPrincipal, records: list[dict[str, Any]], stored: list[StoredRecord]
+    ) -> None:
+        """After a kernel's records are committed: push them to listeners, tell the witness book."""
         self.announce_cells([record for record in stored if record.fresh])
-        findings = [
-            found
-            for record, result in zip(records, stored, strict=True)
-            if result.fresh
-            and record["event_type"] in WITNESSED_EVENTS
-            and (found := self.witnesses.witnessed(kernel.kernel_id, _msg_id(record), kernel.username))
-        ]
-        if findings:
-            self.record_findings(findings)
-        return stored
+        for record, result in zip(records, stored, strict=True):
+            if result.fresh and record["event_type"] in WITNESSED_EVENTS:
+                self.witnesses.witnessed(kernel.kernel_id, _msg_id(record), kernel.username)
 
     def ingest_server_report(
         self, server: KernelPrincipal, body: dict[str, Any], client_addr: str
@@ -399,6 +425,12 @@ class GovernanceService:
             self._emit(schema_id=INTEGRITY_SCHEMA, data=data)
         except Exception:
             log.exception("governed_server: could not emit the integrity alert")
+
+    def current_approval(self, request_id: str) -> ApprovalView:
+        """The request as it stands now: pending requests past their time are expired (and that is
+        announced) first. One store call for the loops that wait for a decision."""
+        self.expire_due()
+        return self.approvals.get(request_id)
 
     def expire_due(self) -> list[ApprovalView]:
         expired = self.approvals.expire_due()

@@ -17,12 +17,10 @@ log = logging.getLogger("governed_server")
 WATCH_INTERVAL_S = 15
 
 
-def running_servers(api_url: str, token: str, username: str) -> bool | None:
+def running_servers(hub: httpx.Client, username: str) -> bool | None:
     """Whether the Hub reports a running server for ``username`` (None: the Hub did not say)."""
     try:
-        response = httpx.get(
-            f"{api_url.rstrip('/')}/users/{username}", headers={"Authorization": f"token {token}"}, timeout=10
-        )
+        response = hub.get(f"users/{username}")
     except httpx.HTTPError as error:
         log.warning("governed_server: cannot ask the Hub about %s's server: %s", username, error)
         return None
@@ -42,12 +40,16 @@ def revoke_stopped(credentials: CredentialIssuer) -> int:
     api_url, token = os.environ.get("JUPYTERHUB_API_URL", ""), os.environ.get("JUPYTERHUB_API_TOKEN", "")
     if not api_url or not token:
         return 0
+    leased = credentials.leased_users()
+    if not leased:
+        return 0
     revoked = 0
-    for username, kernel_ids in credentials.leased_users().items():
-        if running_servers(api_url, token, username) is False:
-            for kernel_id in kernel_ids:
-                revoked += credentials.revoke(kernel_id)
-            log.info(
-                "governed_server: %s's server stopped: %d kernel credential(s) revoked", username, revoked
-            )
+    # One client per sweep: a client's TLS context (the CA bundle parsed) costs more CPU than the calls.
+    headers = {"Authorization": f"token {token}"}
+    with httpx.Client(base_url=f"{api_url.rstrip('/')}/", headers=headers, timeout=10) as hub:
+        stopped = [(user, ids) for user, ids in leased.items() if running_servers(hub, user) is False]
+    for username, kernel_ids in stopped:
+        ended = sum(credentials.revoke(kernel_id) for kernel_id in kernel_ids)
+        log.info("governed_server: %s's server stopped: %d kernel credential(s) revoked", username, ended)
+        revoked += ended
     return revoked

@@ -8,7 +8,10 @@ same msg_id). Either without the other means something went around a control:
   governor was switched off or bypassed (``integrity.witness_missing``);
 - a kernel record for a request this server never forwarded, from a kernel this server guards:
   someone spoke to the kernel's sockets directly, or the kernel sent itself a request
-  (``integrity.unguarded_request``).
+  (``integrity.unguarded_request``). The two witnesses may arrive in either order: in client mode
+  the single-user server reports what it forwarded with its next report (every second), while the
+  kernel sends its start record at once; so a kernel record with no forward yet waits the grace
+  period for it before it is an alert.
 
 Cells that legitimately leave no kernel record are told apart and recorded as what they are:
 aborted after an earlier error (ipykernel answers ``status: aborted`` without running them:
@@ -57,16 +60,29 @@ class Finding:
     summary: str
 
 
+def _as_is(msg_id: str) -> str:
+    return msg_id
+
+
 @dataclass
 class WitnessBook:
     grace_s: float = GRACE_S
     clock: Callable[[], float] = time.monotonic
+    masked: Callable[[str], str] = _as_is
+    """A msg_id as the records hold it: the kernel masks its records, a msg_id with a card-number-like
+    run of digits included, while the server reports the ids it forwarded as they were; both sides
+    are matched in this form."""
     outstanding: dict[tuple[str, str], Outstanding] = field(default_factory=dict)
     guarded: set[str] = field(default_factory=set)
     """Kernels whose requests pass this server's guard (kernel records of others are not checked)."""
+    unforwarded: dict[tuple[str, str], Outstanding] = field(default_factory=dict)
+    """Kernel records whose forward is not reported yet (``forwarded_at``: when the record came)."""
 
     def forwarded(self, kernel_id: str, msg_id: str, user: str) -> None:
         self.guarded.add(kernel_id)
+        msg_id = self.masked(msg_id)
+        if self.unforwarded.pop((kernel_id, msg_id), None) is not None:
+            return  # the kernel's record came first: both witnesses are in
         self.outstanding[(kernel_id, msg_id)] = Outstanding(kernel_id, msg_id, user, self.clock())
 
     def guards(self, kernel_id: str) -> None:
@@ -74,7 +90,7 @@ class WitnessBook:
         self.guarded.add(kernel_id)
 
     def replied(self, kernel_id: str, msg_id: str, status: str) -> None:
-        item = self.outstanding.get((kernel_id, msg_id))
+        item = self.outstanding.get((kernel_id, self.masked(msg_id)))
         if item is not None and item.reply is None:
             item.reply, item.replied_at = status, self.clock()
 
@@ -84,26 +100,33 @@ class WitnessBook:
             if item.kernel_id == kernel_id and item.reply is None:
                 item.lost = True
 
-    def witnessed(self, kernel_id: str, msg_id: str, user: str) -> Finding | None:
-        """A kernel record for ``msg_id`` arrived; a finding when this server never forwarded it."""
+    def witnessed(self, kernel_id: str, msg_id: str, user: str) -> None:
+        """A kernel record for ``msg_id`` arrived; without a forward of it, :meth:`due` reports it
+        once the grace period passed and the forward still did not come."""
+        msg_id = self.masked(msg_id)
         if self.outstanding.pop((kernel_id, msg_id), None) is not None or kernel_id not in self.guarded:
-            return None
+            return
         if not msg_id:
-            return None  # a record of the kernel's own (start-up, shutdown), not of a request
-        summary = (
-            f"kernel {kernel_id} recorded a cell (msg_id {msg_id}) that this server never forwarded: "
-            "something sent it to the kernel around the server's guard"
-        )
-        return Finding("integrity.unguarded_request", kernel_id, msg_id, user, True, summary)
+            return  # a record of the kernel's own (start-up, shutdown), not of a request
+        self.unforwarded[(kernel_id, msg_id)] = Outstanding(kernel_id, msg_id, user, self.clock())
 
     def due(self) -> list[Finding]:
-        """Outstanding requests that are now settled without a kernel record (and forgotten)."""
+        """Outstanding requests that are now settled without a kernel record, and kernel records
+        whose forward never came (each reported once, then forgotten)."""
         now, found = self.clock(), []
         for key, item in list(self.outstanding.items()):
             finding = self._settled(item, now)
             if finding is not None:
                 found.append(finding)
                 del self.outstanding[key]
+        for key, item in list(self.unforwarded.items()):
+            if now - item.forwarded_at > self.grace_s:
+                summary = (
+                    f"kernel {item.kernel_id} recorded a cell (msg_id {item.msg_id}) that this server "
+                    "never forwarded: something sent it to the kernel around the server's guard"
+                )
+                found.append(Finding("integrity.unguarded_request", *key, item.user, True, summary))
+                del self.unforwarded[key]
         return found
 
     def _settled(self, item: Outstanding, now: float) -> Finding | None:

@@ -468,8 +468,7 @@ class InboundGate:
                 task.cancel()
             if hold.stopped is not None:
                 break
-            await offload(service.expire_due)
-            view = await offload(service.approvals.get, view.id)
+            view = await offload(service.current_approval, view.id)
             if view.status == "pending":
                 status.update(view.to_json())
         return view

@@ -453,6 +453,10 @@ class RemoteService:
     def expire_due(self) -> None:
         """The service expires pending requests."""
 
+    def current_approval(self, request_id: str) -> RemoteView:
+        """The request as the service last answered about it."""
+        return self.approvals.get(request_id)
+
     def settle_witnesses(self) -> None:
         """Every second: the witness book's updates, then the spooled records (and, when the
         service was away, the lease renewals it missed)."""

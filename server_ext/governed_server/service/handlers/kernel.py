@@ -84,8 +84,7 @@ class KernelApprovalHandler(KernelHandler):
         service = self.service
         deadline = time.monotonic() + timeout
         while True:
-            await offload(service.expire_due)
-            view = await offload(service.approvals.get, request_id)
+            view = await offload(service.current_approval, request_id)
             if view.requester != self.kernel.username:
                 raise ApprovalError(403, "this request belongs to another user")
             remaining = deadline - time.monotonic()
@@ -96,17 +95,23 @@ class KernelApprovalHandler(KernelHandler):
 
 
 class KernelConsumeHandler(KernelHandler):
-    """``POST /kernel/approvals/{id}/use`` with the cell hash: the kernel is about to run the cell."""
+    """``POST /kernel/approvals/{id}/use`` with the cell hash: the kernel is about to run the cell.
+
+    The body may carry the cell's start record: it is stored in the use's transaction."""
 
     body_schemas: ClassVar[dict[str, dict[str, Any]]] = {"post": CONSUME}
 
     @web.authenticated
     async def post(self, request_id: str) -> None:
         body = self.json_body()
-        service = self.service
-        view = await offload(service.approvals.consume, self.kernel, request_id, body["cell_hash"])
-        service.announce("approval.used", view, self.kernel.username)
-        self.reply(view.to_json())
+        try:
+            view, stored = await offload(
+                self.service.use_approval, self.kernel, request_id, body["cell_hash"],
+                body.get("records", []), self.request.remote_ip or "",
+            )  # fmt: skip
+        except AuditInputError as error:
+            self.fail(400, str(error))
+        self.reply({**view.to_json(), "records": [{"seq": r.seq, "hash": r.hash} for r in stored]})
 
 
 class KernelCancelHandler(KernelHandler):

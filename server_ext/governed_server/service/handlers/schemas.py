@@ -54,13 +54,6 @@ DECISION: dict[str, Any] = {
     },
 }
 
-CONSUME: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["cell_hash"],
-    "properties": {"cell_hash": HEX64},
-}
-
 EMPTY: dict[str, Any] = {"type": ["object", "null"], "additionalProperties": False, "properties": {}}
 
 KERNEL_EVENT_TYPES = "^(cell|kernel|runtime|output|policy)\\.[a-z0-9_.-]{1,56}$"
@@ -96,6 +89,17 @@ AUDIT_INGEST: dict[str, Any] = {
     "additionalProperties": False,
     "required": ["records"],
     "properties": {"records": {"type": "array", "items": AUDIT_RECORD, "minItems": 1, "maxItems": 500}},
+}
+
+CONSUME: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["cell_hash"],
+    "properties": {
+        "cell_hash": HEX64,
+        # The cell's start record, stored with the use in one transaction.
+        "records": {"type": "array", "items": AUDIT_RECORD, "minItems": 1, "maxItems": 10},
+    },
 }
 
 
