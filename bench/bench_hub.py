@@ -793,12 +793,19 @@ async def load(
     masked_examples: list[str] = []
     record_count = 0
     by_type: dict[str, int] = {}
+    stored_start: dict[str, float] = {}
+    """msg_id → when the service stored the cell's start record (its clock: the same machine's)."""
     try:
         for kernel in governed:
             records = await audit_records(auditor, kernel.kernel_id)
             record_count += len(records)
             for record in records:
                 by_type[record["event_type"]] = by_type.get(record["event_type"], 0) + 1
+                if record["event_type"] == "cell.start":
+                    msg_id = str(((record.get("data") or {}).get("details") or {}).get("msg_id") or "")
+                    stored_start[msg_id] = datetime.fromisoformat(
+                        record["time"].replace("Z", "+00:00")
+                    ).timestamp()
             mine = [r for r in runs if r.side == "governed" and r.kernel == kernel.index]
             missing, via_mask = lost_cells(mine, records)
             for kind in KINDS:
@@ -836,6 +843,8 @@ async def load(
     decision_input: list[float] = []
     sent_created: list[float] = []
     input_output: list[float] = []
+    input_start: list[float] = []
+    start_output: list[float] = []
     for request in book.requests.values():
         cell = sent_by_tag.get(request.tag)
         for when in request.seen.values():
@@ -846,6 +855,10 @@ async def load(
             sent_created.append(request.created_at - cell.sent)
             if cell.input_at is not None and cell.output_at is not None:
                 input_output.append(cell.output_at - cell.input_at)
+                start = stored_start.get(cell.msg_id)
+                if start is not None:
+                    input_start.append(start - cell.input_at)
+                    start_output.append(cell.output_at - start)
         for when in request.pushed.values():
             if cell is not None:
                 pushed.append(when - cell.sent)
@@ -906,6 +919,8 @@ async def load(
         "created_to_visible": spread(created_visible),
         "sent_to_created": spread(sent_created),
         "execute_input_to_output": spread(input_output),
+        "execute_input_to_start_stored": spread(input_start),
+        "start_stored_to_output": spread(start_output),
         "sent_to_push_event": spread(pushed),
         "decision_to_running": running,
         "decision_to_execute_input": spread(decision_input),
@@ -988,6 +1003,8 @@ def print_table(s: dict[str, Any]) -> None:
         ),
         ("— decision → execute_input", show(s["decision_to_execute_input"]), ""),
         ("— execute_input → first output", show(s["execute_input_to_output"]), ""),
+        ("—— execute_input → start record stored", show(s["execute_input_to_start_stored"]), ""),
+        ("—— start record stored → first output", show(s["start_stored_to_output"]), ""),
         ("— decision call (approver)", show(s["decision_call"]), ""),
         (
             "service records/s",

@@ -58,6 +58,8 @@ CLAIMED_USER_ENV = "GOVERNED_USER"
 APPROVAL_TIMEOUT_ENV = "GOVERNED_APPROVAL_TIMEOUT"
 AUDIT_BUFFER_ENV = "GOVERNED_AUDIT_BUFFER"
 NOTEBOOK_ENV = "JPY_SESSION_NAME"
+HTTP_WARMUP_IDLE_S = 1.0
+"""The kernel prepares its HTTP client (approvals go over HTTP) once it has been idle this long."""
 WAIT_SLICE_S = 5.0
 """Each long-poll lasts at most this long, so the waiting display's elapsed time stays current."""
 
@@ -147,6 +149,8 @@ class Governor:
         self.notebook = env.get(NOTEBOOK_ENV, "")
         self.escalated: dict[str, Violation] = {}
         self._last_masked_code: tuple[str | None, str] = (None, "")
+        self._cells_running = 0
+        self._last_cell_at = time.monotonic()
         timeout = env.get(APPROVAL_TIMEOUT_ENV)
         ttl = self.policy.approvals.pending_ttl_minutes * 60.0 if self.policy else 0.0
         self.approval_timeout = float(timeout) if timeout not in (None, "") else ttl
@@ -162,8 +166,34 @@ class Governor:
 
     # -- the pipeline --------------------------------------------------------------------------------
 
+    def warm_http_when_idle(self, call_later: Callable[[float, Callable[[], None]], object]) -> None:
+        """Prepare the HTTP client in a thread once no cell ran for :data:`HTTP_WARMUP_IDLE_S`
+        (``call_later``: the kernel loop's), so that an approved cell does not wait for it."""
+        client = self.client
+        if client is None:
+            return
+        idle = time.monotonic() - self._last_cell_at
+        if self._cells_running or idle < HTTP_WARMUP_IDLE_S:
+            call_later(HTTP_WARMUP_IDLE_S, lambda: self.warm_http_when_idle(call_later))
+            return
+
+        def prepare() -> None:
+            with contextlib.suppress(Exception):  # the first approval then prepares it, and says why not
+                client.prepare_http()
+
+        threading.Thread(target=prepare, name="governed-http-warmup", daemon=True).start()
+
     async def execute(self, cell: Cell, run: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
         """Govern one cell; ``run`` executes it with ipykernel and returns its reply content."""
+        self._cells_running += 1
+        self._last_cell_at = time.monotonic()
+        try:
+            return await self._execute(cell, run)
+        finally:
+            self._cells_running -= 1
+            self._last_cell_at = time.monotonic()
+
+    async def _execute(self, cell: Cell, run: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
         approval: Approval | None = None
         decision: Decision | None = None
         try:

@@ -11,7 +11,7 @@ from typing import Any
 from ipykernel.ipkernel import IPythonKernel
 
 from governed_kernel._version import __version__
-from governed_kernel.governor import Cell, Governor
+from governed_kernel.governor import HTTP_WARMUP_IDLE_S, Cell, Governor
 
 SHUTDOWN_FLUSH_TIMEOUT_S = 10.0
 """How long a shutdown waits for the last audit records (a running cell delays it)."""
@@ -27,6 +27,12 @@ class GovernedKernel(IPythonKernel):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)  # type: ignore[no-untyped-call]
         self.governor = Governor(self)
+
+    def start(self) -> None:
+        super().start()  # type: ignore[no-untyped-call]
+        self.io_loop.call_later(
+            HTTP_WARMUP_IDLE_S, self.governor.warm_http_when_idle, self.io_loop.call_later
+        )
 
     @property
     def kernel_info(self) -> dict[str, Any]:

@@ -19,7 +19,7 @@ calling_loop: contextvars.ContextVar[asyncio.AbstractEventLoop | None] = context
     "governed_calling_loop", default=None
 )
 """In a store thread: the event loop that offloaded the call (see :func:`on_loop`)."""
-STORE_THREADS = 16
+STORE_THREADS = 32
 """Enough that a read is not queued behind appends: an append waiting for the group commit of
 :mod:`~governed_server.service.append_combiner` holds its thread (not a connection) until the
 group's writer is done, and the more appends wait together, the more one transaction takes."""

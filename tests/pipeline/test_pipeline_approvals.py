@@ -15,6 +15,8 @@ from pipeline_helpers import (  # type: ignore[import-not-found]
     when_waiting,
 )
 
+from governed_kernel.governor import HTTP_WARMUP_IDLE_S
+
 
 def run_approved(kernel: Any, governance_service: Any, code: str) -> tuple[Any, list[dict[str, Any]]]:
     """Run ``code`` again while an approver approves the request it opens; the run and the requests."""
@@ -44,6 +46,16 @@ def test_safe_cells_run_and_are_audited_start_then_end(kernel: Any, governance_s
     assert records[1]["outcome"] == "success"
     assert records[1]["data"]["details"]["status"] == "ok"
     assert records[0]["resource"]["cell_hash"] == records[1]["resource"]["cell_hash"]
+
+
+def test_an_idle_kernel_prepares_its_http_client_before_an_approval_needs_it(kernel: Any) -> None:
+    """Approvals are the kernel's only HTTP calls: httpx and its TLS context are made while the
+    kernel is idle, not between the approver's decision and the cell running."""
+    time.sleep(HTTP_WARMUP_IDLE_S + 1.5)
+    client = "get_ipython().kernel.governor.client"
+    probe = f"import sys\nprint('prepared', 'httpx' in sys.modules, {client}._tls is not None)"
+    result = kernel.execute(probe)
+    assert "prepared True True" in result.text, result.text
 
 
 def test_approved_cell_runs_and_shows_who_approved(kernel: Any, governance_service: Any) -> None:

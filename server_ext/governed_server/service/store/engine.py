@@ -88,7 +88,7 @@ def create_store_engine(
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed, busy_timeout_ms, "FULL" if sqlite_full_sync else "NORMAL")
     # One connection per store thread (governed_server.offload) and a few for the CLI's own threads.
-    return create_engine(parsed, pool_pre_ping=True, pool_size=16, max_overflow=4)
+    return create_engine(parsed, pool_pre_ping=True, pool_size=32, max_overflow=4)
 
 
 def _sqlite_engine(url: URL, busy_timeout_ms: int, synchronous: str) -> Engine:
