@@ -150,10 +150,7 @@ class GovernanceService:
         if clock is not None:
             self.approvals.clock = clock
         self.waiters = ApprovalWaiters()
-        self.witnesses = WitnessBook(
-            grace_s=settings.witness_grace_seconds,
-            masked=lambda msg_id: str(self.masker.mask_text(msg_id)[0]),
-        )
+        self.witnesses = WitnessBook(grace_s=settings.witness_grace_seconds, masked=self._masked_text)
         self.notifier: Notifier | None = None
         """The approvers' webhook, when the operator configured one (``notifier``)."""
         self.event_logger = event_logger
