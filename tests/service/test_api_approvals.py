@@ -84,6 +84,15 @@ async def test_the_start_record_is_stored_with_the_use_or_not_at_all(api: Api, g
     malformed = {**start, "event_type": "approval.decided"}  # kernels cannot write approval records
     status, _ = await api(kernel, "POST", use, {"cell_hash": request["cell_hash"], "records": [malformed]})
     assert status == 400
+    # Only the approved cell's start record rides on the use: not another cell's, not a second record.
+    for records in (
+        [{**start, "cell_hash": wrong}],
+        [{**start, "approval_id": None}],
+        [{**start, "event_type": "cell.end"}],
+        [start, {**start, "event_id": "start-record-of-cell-2"}],
+    ):
+        status, body = await api(kernel, "POST", use, {"cell_hash": request["cell_hash"], "records": records})
+        assert status == 400, body
     assert "cell.start" not in await audit_kinds(api, request["id"])
     status, used = await api(kernel, "POST", use, {"cell_hash": request["cell_hash"], "records": [start]})
     assert (status, used["uses"], len(used["records"])) == (200, 1, 1)

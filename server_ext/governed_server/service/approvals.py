@@ -240,8 +240,10 @@ class ApprovalService:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    def get(self, request_id: str) -> ApprovalView:
-        self.expire_due()
+    def get(self, request_id: str, *, expire: bool = True) -> ApprovalView:
+        """The request; ``expire=False`` when the caller just expired what was due."""
+        if expire:
+            self.expire_due()
         with self.store.read() as connection:
             return self._load(connection, request_id)
 

@@ -20,7 +20,7 @@ from governed_kernel.masking import Masker, MaskingConfig
 from governed_kernel.policy import Classifier, Policy, load_policy
 from governed_kernel.requests import governed_source, source_hash
 from governed_server.approval_model import ApprovalView
-from governed_server.audit_records import AuditEvent, StoredRecord, masked_decision
+from governed_server.audit_records import AuditEvent, AuditInputError, StoredRecord, masked_decision
 from governed_server.events import APPROVAL_SCHEMA, CELL_SCHEMA, INTEGRITY_SCHEMA, register_schemas
 from governed_server.file_modes import private_dir, sqlite_files, tighten_all
 from governed_server.identity import KernelPrincipal, RoleResolver
@@ -284,8 +284,17 @@ class GovernanceService:
         records: list[dict[str, Any]],
         client_addr: str,
     ) -> tuple[ApprovalView, list[StoredRecord]]:
-        """The kernel uses an approval and, in the same transaction, stores its ``records`` (the
-        cell's start record). Raises ApprovalError or AuditInputError (then nothing is stored)."""
+        """The kernel uses an approval and, in the same transaction, stores its ``records``: the
+        approved cell's start record, nothing else (a kernel's other records go to ``kernel/audit``).
+        Raises ApprovalError or AuditInputError (then nothing is stored)."""
+        for record in records:
+            if (record.get("event_type"), record.get("cell_hash"), record.get("approval_id")) != (
+                "cell.start", cell_hash, request_id,
+            ):  # fmt: skip
+                raise AuditInputError(
+                    f"records: only the start record of the approved cell (cell.start, cell_hash "
+                    f"{cell_hash}, approval_id {request_id}) goes with the approval's use"
+                )
         events = self._kernel_events(kernel, records, client_addr)
         view, stored = self.approvals.consume_and_record(kernel, request_id, cell_hash, events)
         self.announce("approval.used", view, kernel.username)
@@ -427,7 +436,7 @@ class GovernanceService:
         """The request as it stands now: pending requests past their time are expired (and that is
         announced) first. One store call for the loops that wait for a decision."""
         self.expire_due()
-        return self.approvals.get(request_id)
+        return self.approvals.get(request_id, expire=False)
 
     def expire_due(self) -> list[ApprovalView]:
         expired = self.approvals.expire_due()

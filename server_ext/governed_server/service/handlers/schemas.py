@@ -98,7 +98,7 @@ CONSUME: dict[str, Any] = {
     "properties": {
         "cell_hash": HEX64,
         # The cell's start record, stored with the use in one transaction.
-        "records": {"type": "array", "items": AUDIT_RECORD, "minItems": 1, "maxItems": 10},
+        "records": {"type": "array", "items": AUDIT_RECORD, "minItems": 1, "maxItems": 1},
     },
 }
 
